@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from envs.sets import SIZES, SetGeneration
+from gflow.envs.sets import SIZES, SetGeneration
 from gflow.checkpoint import save_json, seed_everything
 from gflow.replay import ReplayBuffer
 from gflow.sampling import sample_forward

@@ -140,7 +140,7 @@ def run_gflow(args: argparse.Namespace) -> dict[str, Any]:
     runs), one evaluation interval at a time so that the wall-time budget can end the run."""
     import torch
 
-    from envs.hypergrid import HyperGrid
+    from gflow.envs.hypergrid import HyperGrid
     from gflow.checkpoint import seed_everything
     from gflow.objectives import get_objective
     from gflow.training import TrainConfig, Trainer, build_policy

@@ -22,8 +22,8 @@ from typing import Any
 
 import torch
 
-from envs.bitseq import BitSequence
-from envs.hypergrid import HyperGrid
+from gflow.envs.bitseq import BitSequence
+from gflow.envs.hypergrid import HyperGrid
 from gflow.checkpoint import seed_everything
 from gflow.env import Env
 from gflow.exact import distribution_errors, state_graph, target_distribution

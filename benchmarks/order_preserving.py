@@ -36,8 +36,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from envs.hypergrid import HyperGrid
-from envs.mo_hypergrid import MOHyperGrid
+from gflow.envs.hypergrid import HyperGrid
+from gflow.envs.mo_hypergrid import MOHyperGrid
 from gflow.checkpoint import save_json, seed_everything
 from gflow.conditioning import ConditionalEnv, Conditioning, TemperatureDistribution
 from gflow.env import Env

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 
 import torch
 
-from envs.sequences import MultiObjectiveSequence
+from gflow.envs.sequences import MultiObjectiveSequence
 
 OBJECTIVES = ("energy", "pairs", "hairpins")
 """The objectives a DNA aptamer environment can use."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from envs.sequences import TokenSequence
+from gflow.envs.sequences import TokenSequence
 
 BLOCKS = ("00000000", "11111111", "11110000", "00001111", "00111100")
 """The 8-bit blocks that modes are made of."""
@@ -13,7 +13,7 @@ BLOCKS = ("00000000", "11111111", "11110000", "00001111", "00111100")
 class BitSequence(TokenSequence):
     """States are sequences of n/k words of k bits, filled left to right; -1 marks an empty slot.
 
-    A token sequence (`envs.sequences.TokenSequence`) of exactly n/k tokens from 2^k words:
+    A token sequence (`gflow.envs.sequences.TokenSequence`) of exactly n/k tokens from 2^k words:
     action w < 2^k appends word w, stop is legal only on a full sequence, and the one backward
     action removes the last word.
 

@@ -6,7 +6,7 @@ States are unlabelled graphs held as labelled representatives: present nodes occ
 0..n-1 of N padded slots, adding a node appends it, removing one shifts the later nodes down.
 `keys` are canonical up to isomorphism, so every method agrees with the environment's state
 space of isomorphism classes. `log_reward` is the reward R(x) of the unlabelled graph; wrap an
-environment in `envs.graph_symmetry.SymmetryCorrected` to make the sampler target R over those
+environment in `gflow.envs.graph_symmetry.SymmetryCorrected` to make the sampler target R over those
 classes (without the wrapper it samples x in proportion to R(x) / |Aut(x)|).
 """
 
@@ -20,7 +20,7 @@ import networkx as nx
 import torch
 from torch_geometric.data import Batch
 
-from envs.graph_symmetry import LabeledGraph, automorphism_count, canonical_key
+from gflow.envs.graph_symmetry import LabeledGraph, automorphism_count, canonical_key
 from gflow.env import Env
 from gflow.policies.graph_actions import GRAPH, NODE, PAIR, STOP, GraphActionLayout, pair_tables
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from envs.hypergrid import HyperGrid
+from gflow.envs.hypergrid import HyperGrid
 from gflow.conditioning import log_scalarize
 
 

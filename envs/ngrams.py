@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import torch
 
-from envs.sequences import MultiObjectiveSequence
+from gflow.envs.sequences import MultiObjectiveSequence
 
 AMINO_ACIDS = "ARNDCEQGHILKMFPSTWYV"
 """The 20 standard amino acids, MOGFN's N-grams alphabet."""

@@ -26,7 +26,7 @@ def _hypergrid_args(p: argparse.ArgumentParser) -> None:
 
 
 def _hypergrid(a: argparse.Namespace) -> Env:
-    from envs.hypergrid import HyperGrid
+    from gflow.envs.hypergrid import HyperGrid
 
     return HyperGrid(a.ndim, a.height, a.r0, device=a.device)
 
@@ -41,7 +41,7 @@ def _mo_hypergrid_args(p: argparse.ArgumentParser) -> None:
 
 
 def _mo_hypergrid(a: argparse.Namespace) -> Env:
-    from envs.mo_hypergrid import MOHyperGrid
+    from gflow.envs.mo_hypergrid import MOHyperGrid
 
     names = [n.strip() for n in a.objectives.split(",") if n.strip()]
     return MOHyperGrid(a.height, names, device=a.device)
@@ -59,7 +59,7 @@ def _bitseq_args(p: argparse.ArgumentParser) -> None:
 
 
 def _bitseq(a: argparse.Namespace) -> Env:
-    from envs.bitseq import BitSequence
+    from gflow.envs.bitseq import BitSequence
 
     return BitSequence(
         a.length, a.word_bits, a.modes, a.exponent, a.mode_threshold, a.env_seed, device=a.device
@@ -79,7 +79,7 @@ def _sets_args(p: argparse.ArgumentParser) -> None:
 
 
 def _sets(a: argparse.Namespace) -> Env:
-    from envs.sets import SIZES, SetGeneration
+    from gflow.envs.sets import SIZES, SetGeneration
 
     universe, set_size = SIZES[a.size]
     universe = universe if a.universe is None else a.universe
@@ -103,7 +103,7 @@ def _ngrams_args(p: argparse.ArgumentParser) -> None:
 
 
 def _ngrams(a: argparse.Namespace) -> Env:
-    from envs.ngrams import AMINO_ACIDS, NGrams
+    from gflow.envs.ngrams import AMINO_ACIDS, NGrams
 
     grams = [g.strip() for g in a.ngrams.split(",") if g.strip()]
     alphabet = AMINO_ACIDS if a.alphabet is None else a.alphabet
@@ -124,7 +124,7 @@ def _aptamers_args(p: argparse.ArgumentParser) -> None:
 
 
 def _aptamers(a: argparse.Namespace) -> Env:
-    from envs.aptamers import DNAAptamers
+    from gflow.envs.aptamers import DNAAptamers
 
     names = [n.strip() for n in a.objectives.split(",") if n.strip()]
     return DNAAptamers(
@@ -142,7 +142,7 @@ def _symmetry_arg(p: argparse.ArgumentParser) -> None:
 
 
 def _symmetric(env: Env, a: argparse.Namespace) -> Env:
-    from envs.graph_symmetry import SymmetryCorrected
+    from gflow.envs.graph_symmetry import SymmetryCorrected
 
     return env if a.no_symmetry else SymmetryCorrected(env)
 
@@ -161,7 +161,7 @@ def _graphs_args(p: argparse.ArgumentParser) -> None:
 
 
 def _graphs(a: argparse.Namespace) -> Env:
-    from envs.graphs import GraphEnv
+    from gflow.envs.graphs import GraphEnv
 
     def log_reward(states):
         return a.edge_weight * (states.edges >= 0).sum((1, 2)) / 2
@@ -196,11 +196,11 @@ def _molecule_reward(name: str, device: str):
     if name == "uniform":
         return None
     if name == "seh":
-        from envs.rewards.seh import SEHProxy
+        from gflow.envs.rewards.seh import SEHProxy
 
         score = SEHProxy.from_file(device=device).reward
     else:
-        from envs.rewards import chem
+        from gflow.envs.rewards import chem
 
         score = {"qed": chem.qed, "sa": chem.sa_reward, "mw": chem.mw_reward}[name]
     return lambda mols: score(mols).clamp(min=1e-4)
@@ -213,7 +213,7 @@ def _atoms_args(p: argparse.ArgumentParser) -> None:
 
 
 def _atoms(a: argparse.Namespace) -> Env:
-    from envs.molecules.atoms import AtomEnv
+    from gflow.envs.molecules.atoms import AtomEnv
 
     elements = [e.strip() for e in a.elements.split(",") if e.strip()]
     reward = _molecule_reward(a.reward, a.device)
@@ -229,7 +229,7 @@ def _frags_args(p: argparse.ArgumentParser) -> None:
 
 
 def _frags(a: argparse.Namespace) -> Env:
-    from envs.molecules.fragments import FragmentEnv
+    from gflow.envs.molecules.fragments import FragmentEnv
 
     reward = _molecule_reward(a.reward, a.device)
     return _symmetric(FragmentEnv(a.fragments, a.max_fragments, reward, device=a.device), a)

@@ -153,7 +153,7 @@ def _graph_env(env: Env) -> Env | None:
 
 def exact_target(env: Env) -> Env:
     """The environment whose reward exact evaluation targets: inside a symmetry correction
-    (`envs.graph_symmetry.SymmetryCorrected`, recognised by its `correction`) the uncorrected
+    (`gflow.envs.graph_symmetry.SymmetryCorrected`, recognised by its `correction`) the uncorrected
     one, since the sampler trained on R(x) |Aut(x)| targets R over isomorphism classes."""
     return env.env if callable(getattr(env, "correction", None)) else env
 

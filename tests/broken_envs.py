@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from envs.hypergrid import HyperGrid
-from envs.sets import SetGeneration
+from gflow.envs.hypergrid import HyperGrid
+from gflow.envs.sets import SetGeneration
 from gflow.env import Env
 
 

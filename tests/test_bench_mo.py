@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from envs.mo_hypergrid import MOHyperGrid
+from gflow.envs.mo_hypergrid import MOHyperGrid
 from gflow.bench import mo_hypergrid, ngrams
 from gflow.bench.mogfn_eval import EvalConfig, mogfn_metrics, sample_grid
 from gflow.bench.mogfn_pc import resolve

@@ -11,8 +11,8 @@ import pytest
 import torch
 from rdkit import Chem
 
-from envs.molecules.fragments import Fragment
-from envs.rewards.seh import PARAMS_FILE
+from gflow.envs.molecules.fragments import Fragment
+from gflow.envs.rewards.seh import PARAMS_FILE
 from gflow.bench.seh_frag import (
     GRID,
     RESULTS,

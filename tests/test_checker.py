@@ -16,13 +16,13 @@ from broken_envs import (
 
 import gflow
 import gflow.cli
-from envs.bitseq import BitSequence
-from envs.graph_symmetry import SymmetryCorrected
-from envs.graphs import GraphEnv
-from envs.hypergrid import HyperGrid
-from envs.molecules.atoms import AtomEnv
-from envs.molecules.fragments import FragmentEnv
-from envs.sets import SetGeneration
+from gflow.envs.bitseq import BitSequence
+from gflow.envs.graph_symmetry import SymmetryCorrected
+from gflow.envs.graphs import GraphEnv
+from gflow.envs.hypergrid import HyperGrid
+from gflow.envs.molecules.atoms import AtomEnv
+from gflow.envs.molecules.fragments import FragmentEnv
+from gflow.envs.sets import SetGeneration
 from gflow.checker import EnvCheckError, check_env
 
 BROKEN = str(Path(__file__).with_name("broken_envs.py"))
@@ -111,7 +111,7 @@ def cli(monkeypatch):
 
 def test_cli_passes_with_exit_0(cli, capsys):
     assert (
-        cli(["check-env", "envs.sets:SetGeneration", "--arg", "universe=6", "--arg", "set_size=3"])
+        cli(["check-env", "gflow.envs.sets:SetGeneration", "--arg", "universe=6", "--arg", "set_size=3"])
         == 0
     )
     out = capsys.readouterr().out
@@ -129,12 +129,12 @@ def test_cli_reports_a_failed_check_with_exit_1(cli, capsys):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["envs.nope:Env"], "cannot import envs.nope"),
-        (["envs.hypergrid:Nope"], "has no class Nope"),
-        (["envs.hypergrid"], "expected module:Class"),
-        (["envs.hypergrid:HyperGrid", "--arg", "depth=3"], "cannot build"),
-        (["envs.hypergrid:HyperGrid", "--arg", "height=1"], "height >= 2"),
-        (["envs.hypergrid:HyperGrid", "--arg", "novalue"], "KEY=VALUE"),
+        (["gflow.envs.nope:Env"], "cannot import gflow.envs.nope"),
+        (["gflow.envs.hypergrid:Nope"], "has no class Nope"),
+        (["gflow.envs.hypergrid"], "expected module:Class"),
+        (["gflow.envs.hypergrid:HyperGrid", "--arg", "depth=3"], "cannot build"),
+        (["gflow.envs.hypergrid:HyperGrid", "--arg", "height=1"], "height >= 2"),
+        (["gflow.envs.hypergrid:HyperGrid", "--arg", "novalue"], "KEY=VALUE"),
     ],
 )
 def test_cli_bad_usage_exits_2(cli, capsys, argv, message):

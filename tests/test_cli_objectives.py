@@ -7,8 +7,8 @@ import pytest
 import torch
 from test_cli_train import QUIET, call
 
-from envs.hypergrid import HyperGrid
-from envs.sets import SetGeneration
+from gflow.envs.hypergrid import HyperGrid
+from gflow.envs.sets import SetGeneration
 from gflow.checkpoint import seed_everything
 from gflow.training import TrainConfig, Trainer, build_objective, build_policy
 

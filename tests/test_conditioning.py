@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
-from envs.hypergrid import HyperGrid
-from envs.mo_hypergrid import MOHyperGrid
+from gflow.envs.hypergrid import HyperGrid
+from gflow.envs.mo_hypergrid import MOHyperGrid
 from gflow.conditioning import (
     ConditionalEnv,
     Conditioning,

@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from envs.bitseq import BLOCKS, BitSequence
-from envs.registry import ENVIRONMENTS
-from envs.sets import SIZES, SetGeneration
+from gflow.envs.bitseq import BLOCKS, BitSequence
+from gflow.envs.registry import ENVIRONMENTS
+from gflow.envs.sets import SIZES, SetGeneration
 from gflow.exact import exact_report, state_graph, target_distribution, terminal_distribution
 from gflow.objectives import get_objective
 from gflow.policies.mlp import MLPPolicy

@@ -2,7 +2,7 @@
 
 import torch
 
-from envs.hypergrid import HyperGrid
+from gflow.envs.hypergrid import HyperGrid
 from gflow.policies.mlp import MLPPolicy
 from gflow.sampling import sample_actions
 

@@ -6,8 +6,8 @@ import time
 import pytest
 import torch
 
-from envs.hypergrid import HyperGrid
-from envs.sets import SetGeneration
+from gflow.envs.hypergrid import HyperGrid
+from gflow.envs.sets import SetGeneration
 from gflow.env import Env
 from gflow.exact import exact_report, state_graph
 from gflow.objectives import (

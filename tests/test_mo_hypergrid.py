@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from envs.hypergrid import HyperGrid
-from envs.mo_hypergrid import OBJECTIVES, MOHyperGrid, beale, branin, currin, shubert
-from envs.registry import ENVIRONMENTS
+from gflow.envs.hypergrid import HyperGrid
+from gflow.envs.mo_hypergrid import OBJECTIVES, MOHyperGrid, beale, branin, currin, shubert
+from gflow.envs.registry import ENVIRONMENTS
 
 
 def at(x1: float, x2: float, low: float, high: float) -> torch.Tensor:

@@ -2,7 +2,7 @@
 
 import torch
 
-from envs.molecules.fragments import FragmentEnv
+from gflow.envs.molecules.fragments import FragmentEnv
 from gflow.checker import check_env
 from gflow.objectives import get_objective
 from gflow.policies.graph_transformer import GraphTransformerPolicy

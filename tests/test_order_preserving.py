@@ -7,7 +7,7 @@ import time
 import pytest
 import torch
 
-from envs.hypergrid import HyperGrid
+from gflow.envs.hypergrid import HyperGrid
 from gflow.exact import state_graph, terminal_distribution
 from gflow.objectives import (
     get_objective,

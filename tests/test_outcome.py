@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import gflow.cli
-from envs.bitseq import BitSequence
-from envs.hypergrid import HyperGrid
+from gflow.envs.bitseq import BitSequence
+from gflow.envs.hypergrid import HyperGrid
 from gflow.checkpoint import seed_everything
 from gflow.exact import distribution_errors, exact_report, state_graph, target_distribution
 from gflow.finetune import (

@@ -13,7 +13,7 @@ import torch
 from rdkit import Chem
 
 import gflow.config
-from envs.rewards import (
+from gflow.envs.rewards import (
     SEHProxy,
     molecular_weight,
     mw_reward,
@@ -25,8 +25,8 @@ from envs.rewards import (
     seh_reward,
     to_mols,
 )
-from envs.rewards.restricted_pickle import RefusedGlobal
-from envs.rewards.seh import PARAMS_FILE, featurize, load_params
+from gflow.envs.rewards.restricted_pickle import RefusedGlobal
+from gflow.envs.rewards.seh import PARAMS_FILE, featurize, load_params
 from gflow.config import find_data
 
 REFERENCE_FILE = "seh/seh_reference_values.json"

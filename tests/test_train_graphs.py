@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from envs.graph_symmetry import SymmetryCorrected
-from envs.graphs import GraphEnv
+from gflow.envs.graph_symmetry import SymmetryCorrected
+from gflow.envs.graphs import GraphEnv
 from gflow.checkpoint import seed_everything
 from gflow.cli import main
 from gflow.conditioning import ConditionalEnv, Conditioning, TemperatureDistribution

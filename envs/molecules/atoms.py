@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import torch
 from rdkit import Chem
 
-from envs.graphs import GraphEnv, GraphStates, one_hot
-from envs.molecules import MoleculeRewardMixin, MolReward
+from gflow.envs.graphs import GraphEnv, GraphStates, one_hot
+from gflow.envs.molecules import MoleculeRewardMixin, MolReward
 from gflow.policies.graph_actions import pair_tables
 
 BOND_TYPES = (Chem.BondType.SINGLE, Chem.BondType.DOUBLE, Chem.BondType.TRIPLE)
@@ -34,7 +34,7 @@ class AtomEnv(MoleculeRewardMixin, GraphEnv):
     with at least one atom. Atoms are neutral with implicit hydrogens; masks keep the sum of
     bond orders at each atom within its element's default valence (C 4, N 3, O 2, F 1, S 2,
     Cl 1, ...), so every state is a valid, sanitizable molecule. Backward: remove a leaf atom or
-    a bond that leaves the molecule connected. See `envs.molecules` for the reward."""
+    a bond that leaves the molecule connected. See `gflow.envs.molecules` for the reward."""
 
     def __init__(
         self,

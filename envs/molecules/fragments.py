@@ -12,8 +12,8 @@ from pathlib import Path
 import torch
 from rdkit import Chem
 
-from envs.graphs import GraphBuildingEnv, GraphStates, one_hot, remove_nodes
-from envs.molecules import MoleculeRewardMixin, MolReward
+from gflow.envs.graphs import GraphBuildingEnv, GraphStates, one_hot, remove_nodes
+from gflow.envs.molecules import MoleculeRewardMixin, MolReward
 from gflow.config import find_data
 from gflow.policies.graph_actions import GRAPH, NODE, STOP, GraphActionLayout
 

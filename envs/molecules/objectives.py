@@ -16,10 +16,10 @@ from collections.abc import Callable, Sequence
 import torch
 from rdkit import Chem
 
-from envs.graphs import GraphStates
-from envs.molecules.fragments import Fragment, FragmentEnv
-from envs.rewards import mw_reward, qed, sa_reward
-from envs.rewards.seh import REWARD_SCALE
+from gflow.envs.graphs import GraphStates
+from gflow.envs.molecules.fragments import Fragment, FragmentEnv
+from gflow.envs.rewards import mw_reward, qed, sa_reward
+from gflow.envs.rewards.seh import REWARD_SCALE
 from gflow.conditioning import log_scalarize
 
 OBJECTIVE_NAMES = ("seh", "qed", "sa", "mw")

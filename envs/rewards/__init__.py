@@ -1,7 +1,7 @@
 """Molecule rewards, batched and separate from the environments: the sEH binding proxy, QED,
 synthetic accessibility and a molecular-weight objective. Invalid molecules get the minimum."""
 
-from envs.rewards.chem import (
+from gflow.envs.rewards.chem import (
     molecular_weight,
     mw_reward,
     normalize_mw,
@@ -10,8 +10,8 @@ from envs.rewards.chem import (
     sa_reward,
     sa_score,
 )
-from envs.rewards.molecules import MolLike, to_mols
-from envs.rewards.seh import SEHProxy, seh_reward
+from gflow.envs.rewards.molecules import MolLike, to_mols
+from gflow.envs.rewards.seh import SEHProxy, seh_reward
 
 __all__ = [
     "MolLike",

@@ -16,7 +16,7 @@ import torch
 from rdkit import Chem, RDConfig
 from rdkit.Chem import QED, Descriptors
 
-from envs.rewards.molecules import MolLike, to_mols
+from gflow.envs.rewards.molecules import MolLike, to_mols
 
 WORST_SA = 10.0
 

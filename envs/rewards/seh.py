@@ -17,8 +17,8 @@ from torch import nn
 from torch.nn import functional as F
 from torch_geometric.data import Batch
 
-from envs.rewards.molecules import MolLike, to_mols
-from envs.rewards.restricted_pickle import load_arrays
+from gflow.envs.rewards.molecules import MolLike, to_mols
+from gflow.envs.rewards.restricted_pickle import load_arrays
 from gflow.config import find_data
 from gflow.device import resolve_device
 from gflow.segment import segment_logsumexp

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from envs.registry import ENVIRONMENTS
+from gflow.envs.registry import ENVIRONMENTS
 from gflow.bench import mogfn_pc
 from gflow.conditioning import ConditionalEnv
 from gflow.exact import exact_report, state_graph

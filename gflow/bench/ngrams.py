@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from envs.registry import ENVIRONMENTS
+from gflow.envs.registry import ENVIRONMENTS
 from gflow.bench import mogfn_pc
 
 NAME = "ngrams"

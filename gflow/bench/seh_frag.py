@@ -28,8 +28,8 @@ import torch
 from matplotlib.figure import Figure
 from rdkit import Chem, DataStructs
 
-from envs.molecules.fragments import Fragment, FragmentEnv
-from envs.rewards import SEHProxy, seh_reward
+from gflow.envs.molecules.fragments import Fragment, FragmentEnv
+from gflow.envs.rewards import SEHProxy, seh_reward
 from gflow.bench.molecule_grid import save_molecule_grid
 from gflow.bench.plots import save_figure
 from gflow.checkpoint import save_json, seed_everything

@@ -1,6 +1,6 @@
 """`gflow bench seh-frag-moo`: MOGFN-PC (Jain et al. 2023) on fragment molecules with four
 objectives, sEH binding proxy, QED, synthetic accessibility and molecular weight
-(`envs.molecules.objectives`), a graph transformer policy (4 layers x 128) conditioned on the
+(`gflow.envs.molecules.objectives`), a graph transformer policy (4 layers x 128) conditioned on the
 preference and beta, batches of 64; the MOGFN evaluation (`gflow.bench.mogfn_eval`) with
 Tanimoto diversity, the Pareto-front pair plots and a grid of the best molecule per preference."""
 
@@ -10,8 +10,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from envs.molecules.objectives import FragmentObjectivesEnv
-from envs.rewards import SEHProxy
+from gflow.envs.molecules.objectives import FragmentObjectivesEnv
+from gflow.envs.rewards import SEHProxy
 from gflow.bench import mogfn_pc
 from gflow.bench.molecule_grid import save_molecule_grid
 from gflow.checkpoint import save_json

@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "trajectories (and every state when it is enumerable). Exit 0 when it passes, 1 when "
         "the check fails, 2 on bad usage.",
     )
-    p.add_argument("target", metavar="module:Class", help="e.g. envs.hypergrid:HyperGrid")
+    p.add_argument("target", metavar="module:Class", help="e.g. gflow.envs.hypergrid:HyperGrid")
     p.add_argument(
         "--arg",
         action="append",

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from envs.registry import ENVIRONMENTS, EnvSpec
+from gflow.envs.registry import ENVIRONMENTS, EnvSpec
 from gflow.checkpoint import load_checkpoint, seed_everything
 from gflow.cli import Parser, UsageError
 from gflow.cli.pretrain import prepare, train_config

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from envs.registry import ENVIRONMENTS, EnvSpec
+from gflow.envs.registry import ENVIRONMENTS, EnvSpec
 from gflow.checkpoint import seed_everything
 from gflow.cli import Parser, UsageError
 from gflow.cli.train import _training_options, config_from_args

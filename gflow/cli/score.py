@@ -49,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def scorer(args: argparse.Namespace) -> Scorer:
     """The scoring function that `args` asks for (raw or normalized)."""
-    from envs.rewards import chem
+    from gflow.envs.rewards import chem
 
     if args.objective != "seh":
         if args.weights is not None:
@@ -60,7 +60,7 @@ def scorer(args: argparse.Namespace) -> Scorer:
             "mw": (chem.molecular_weight, chem.normalize_mw),
         }[args.objective]
         return (lambda mols: normalize(raw(mols))) if args.normalized else raw
-    from envs.rewards.seh import SEHProxy, seh_reward
+    from gflow.envs.rewards.seh import SEHProxy, seh_reward
 
     device = None if args.device == "auto" else args.device
     proxy = SEHProxy.from_file(args.weights, device=device, batch_size=args.batch_size)
@@ -77,7 +77,7 @@ def _chunks(path: Path, size: int) -> Iterator[list[tuple[int, str]]]:
 
 def run(args: argparse.Namespace) -> int:
     """Score every line of the file; CSV on stdout, one warning per unparsable line."""
-    from envs.rewards.molecules import to_mols
+    from gflow.envs.rewards.molecules import to_mols
 
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")

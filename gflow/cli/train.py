@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from envs.registry import ENVIRONMENTS, EnvSpec
+from gflow.envs.registry import ENVIRONMENTS, EnvSpec
 from gflow.checkpoint import seed_everything
 from gflow.cli import Parser
 from gflow.device import resolve_device
@@ -98,7 +98,7 @@ def register(subparsers: Any) -> None:
         clash = sorted(taken & {flag for action in own._actions for flag in action.option_strings})
         if clash:
             raise ValueError(
-                f"envs.registry: environment {name!r} defines {', '.join(clash)}, which "
+                f"gflow.envs.registry: environment {name!r} defines {', '.join(clash)}, which "
                 "`gflow train` uses for training; give the environment option another name"
             )
         env = envs.add_parser(name, help=spec.help, description=spec.help, parents=[own, common])

@@ -79,7 +79,7 @@ class _Heads(nn.Module):
 class GraphTransformerPolicy(Policy):
     """A graph transformer producing forward logits, backward logits (with `learn_pb`), state
     log-flow and log Z, for states featurized as a torch-geometric `Batch` by a graph
-    environment (`envs.graphs.GraphBuildingEnv`).
+    environment (`gflow.envs.graphs.GraphBuildingEnv`).
 
     Each layer is a TransformerConv attending over the graph's edges (with edge features) and
     over a virtual node linked to every node of its graph (edges flagged as virtual), plus a
