@@ -34,8 +34,8 @@ from typing import Any
 
 import numpy as np
 import torch
-
 from gflow.envs.sets import SIZES, SetGeneration
+
 from gflow.checkpoint import save_json, seed_everything
 from gflow.replay import ReplayBuffer
 from gflow.sampling import sample_forward

@@ -139,8 +139,8 @@ def run_gflow(args: argparse.Namespace) -> dict[str, Any]:
     """Worker: train with gflow's training loop (`Trainer.run`, what `gflow.training.train`
     runs), one evaluation interval at a time so that the wall-time budget can end the run."""
     import torch
-
     from gflow.envs.hypergrid import HyperGrid
+
     from gflow.checkpoint import seed_everything
     from gflow.objectives import get_objective
     from gflow.training import TrainConfig, Trainer, build_policy

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
 from gflow.envs.bitseq import BitSequence
 from gflow.envs.hypergrid import HyperGrid
+
 from gflow.checkpoint import seed_everything
 from gflow.env import Env
 from gflow.exact import distribution_errors, state_graph, target_distribution

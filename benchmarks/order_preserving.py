@@ -35,9 +35,9 @@ from typing import Any
 
 import numpy as np
 import torch
-
 from gflow.envs.hypergrid import HyperGrid
 from gflow.envs.mo_hypergrid import MOHyperGrid
+
 from gflow.checkpoint import save_json, seed_everything
 from gflow.conditioning import ConditionalEnv, Conditioning, TemperatureDistribution
 from gflow.env import Env

@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from gflow.envs.rewards import SEHProxy, seh_reward
 from rdkit import Chem, rdBase
 
-from gflow.envs.rewards import SEHProxy, seh_reward
 from gflow.bench.seh_frag import GRID, RESULTS, REWARD_PLOT, SHORT_STEPS, MoleculeLog
 from gflow.checkpoint import save_json
 from gflow.cli import build_parser

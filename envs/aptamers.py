@@ -23,7 +23,6 @@ from collections import OrderedDict
 from collections.abc import Sequence
 
 import torch
-
 from gflow.envs.sequences import MultiObjectiveSequence
 
 OBJECTIVES = ("energy", "pairs", "hairpins")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-
 from gflow.envs.sequences import TokenSequence
 
 BLOCKS = ("00000000", "11111111", "11110000", "00001111", "00111100")

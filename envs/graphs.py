@@ -18,9 +18,9 @@ from dataclasses import dataclass, fields
 
 import networkx as nx
 import torch
+from gflow.envs.graph_symmetry import LabeledGraph, automorphism_count, canonical_key
 from torch_geometric.data import Batch
 
-from gflow.envs.graph_symmetry import LabeledGraph, automorphism_count, canonical_key
 from gflow.env import Env
 from gflow.policies.graph_actions import GRAPH, NODE, PAIR, STOP, GraphActionLayout, pair_tables
 

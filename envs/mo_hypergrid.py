@@ -16,8 +16,8 @@ import math
 from collections.abc import Callable, Sequence
 
 import torch
-
 from gflow.envs.hypergrid import HyperGrid
+
 from gflow.conditioning import log_scalarize
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-
 from gflow.envs.sequences import MultiObjectiveSequence
 
 AMINO_ACIDS = "ARNDCEQGHILKMFPSTWYV"

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import torch
-
 from gflow.envs.hypergrid import HyperGrid
 from gflow.envs.sets import SetGeneration
+
 from gflow.env import Env
 
 

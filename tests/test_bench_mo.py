@@ -6,9 +6,9 @@ import json
 import numpy as np
 import pytest
 import torch
+from gflow.envs.mo_hypergrid import MOHyperGrid
 from torch import nn
 
-from gflow.envs.mo_hypergrid import MOHyperGrid
 from gflow.bench import mo_hypergrid, ngrams
 from gflow.bench.mogfn_eval import EvalConfig, mogfn_metrics, sample_grid
 from gflow.bench.mogfn_pc import resolve

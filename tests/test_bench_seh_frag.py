@@ -9,10 +9,10 @@ import json
 import numpy as np
 import pytest
 import torch
-from rdkit import Chem
-
 from gflow.envs.molecules.fragments import Fragment
 from gflow.envs.rewards.seh import PARAMS_FILE
+from rdkit import Chem
+
 from gflow.bench.seh_frag import (
     GRID,
     RESULTS,

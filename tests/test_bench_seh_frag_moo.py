@@ -8,11 +8,11 @@ import json
 
 import pytest
 import torch
-
 from gflow.envs.molecules.fragments import Fragment
 from gflow.envs.molecules.objectives import FragmentObjectivesEnv, normalize_seh
 from gflow.envs.rewards import mw_reward, qed, sa_reward
 from gflow.envs.rewards.seh import PARAMS_FILE
+
 from gflow.cli import main
 from gflow.config import find_data
 

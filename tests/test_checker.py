@@ -13,9 +13,6 @@ from broken_envs import (
     NeverStops,
     ZeroReward,
 )
-
-import gflow
-import gflow.cli
 from gflow.envs.bitseq import BitSequence
 from gflow.envs.graph_symmetry import SymmetryCorrected
 from gflow.envs.graphs import GraphEnv
@@ -23,6 +20,9 @@ from gflow.envs.hypergrid import HyperGrid
 from gflow.envs.molecules.atoms import AtomEnv
 from gflow.envs.molecules.fragments import FragmentEnv
 from gflow.envs.sets import SetGeneration
+
+import gflow
+import gflow.cli
 from gflow.checker import EnvCheckError, check_env
 
 BROKEN = str(Path(__file__).with_name("broken_envs.py"))

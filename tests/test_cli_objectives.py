@@ -5,10 +5,10 @@ import json
 
 import pytest
 import torch
-from test_cli_train import QUIET, call
-
 from gflow.envs.hypergrid import HyperGrid
 from gflow.envs.sets import SetGeneration
+from test_cli_train import QUIET, call
+
 from gflow.checkpoint import seed_everything
 from gflow.training import TrainConfig, Trainer, build_objective, build_policy
 

@@ -8,8 +8,8 @@ import json
 
 import pytest
 import torch
-
 from gflow.envs.rewards import molecular_weight, normalize_mw, normalize_sa, qed, sa_score
+
 from gflow.cli import main
 from gflow.config import find_data
 

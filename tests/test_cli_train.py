@@ -7,9 +7,9 @@ import time
 
 import pytest
 import torch
-
 from gflow.envs.hypergrid import HyperGrid
 from gflow.envs.registry import ENVIRONMENTS, EnvSpec
+
 from gflow.checkpoint import load_checkpoint
 from gflow.cli import build_parser, main
 

@@ -5,9 +5,9 @@ import math
 
 import pytest
 import torch
-
 from gflow.envs.hypergrid import HyperGrid
 from gflow.envs.mo_hypergrid import MOHyperGrid
+
 from gflow.conditioning import (
     ConditionalEnv,
     Conditioning,

@@ -6,10 +6,10 @@ import math
 
 import pytest
 import torch
-
 from gflow.envs.bitseq import BLOCKS, BitSequence
 from gflow.envs.registry import ENVIRONMENTS
 from gflow.envs.sets import SIZES, SetGeneration
+
 from gflow.exact import exact_report, state_graph, target_distribution, terminal_distribution
 from gflow.objectives import get_objective
 from gflow.policies.mlp import MLPPolicy

@@ -1,8 +1,8 @@
 """The hot-path shortcuts give what the plain definitions give."""
 
 import torch
-
 from gflow.envs.hypergrid import HyperGrid
+
 from gflow.policies.mlp import MLPPolicy
 from gflow.sampling import sample_actions
 

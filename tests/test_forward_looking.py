@@ -5,9 +5,9 @@ import time
 
 import pytest
 import torch
-
 from gflow.envs.hypergrid import HyperGrid
 from gflow.envs.sets import SetGeneration
+
 from gflow.env import Env
 from gflow.exact import exact_report, state_graph
 from gflow.objectives import (

@@ -8,9 +8,9 @@ import random
 import networkx as nx
 import pytest
 import torch
-
 from gflow.envs.graph_symmetry import SymmetryCorrected, automorphism_count, canonical_key
 from gflow.envs.graphs import GraphEnv, GraphStates, bridges
+
 from gflow.conditioning import ConditionalEnv, Conditioning, TemperatureDistribution
 from gflow.exact import distribution_errors, exact_report, state_graph, terminal_distribution
 from gflow.objectives import get_objective

@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-
 from gflow.envs.hypergrid import HyperGrid
 from gflow.envs.mo_hypergrid import OBJECTIVES, MOHyperGrid, beale, branin, currin, shubert
 from gflow.envs.registry import ENVIRONMENTS

@@ -1,8 +1,8 @@
 """Partial molecules have an intermediate energy, so forward-looking objectives train on them."""
 
 import torch
-
 from gflow.envs.molecules.fragments import FragmentEnv
+
 from gflow.checker import check_env
 from gflow.objectives import get_objective
 from gflow.policies.graph_transformer import GraphTransformerPolicy

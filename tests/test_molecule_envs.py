@@ -6,12 +6,12 @@ import math
 
 import pytest
 import torch
-from rdkit import Chem
-from test_graphs import assert_chains, assert_consistent
-
 from gflow.envs.graph_symmetry import SymmetryCorrected, automorphism_count
 from gflow.envs.molecules.atoms import AtomEnv
 from gflow.envs.molecules.fragments import Fragment, FragmentEnv, load_fragments
+from rdkit import Chem
+from test_graphs import assert_chains, assert_consistent
+
 from gflow.policies.base import Policy, PolicyOutput
 from gflow.policies.graph_transformer import GraphTransformerPolicy
 from gflow.sampling import sample_backward, sample_forward

@@ -6,8 +6,8 @@ import time
 
 import pytest
 import torch
-
 from gflow.envs.hypergrid import HyperGrid
+
 from gflow.exact import state_graph, terminal_distribution
 from gflow.objectives import (
     get_objective,

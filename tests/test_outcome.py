@@ -6,10 +6,10 @@ import math
 
 import pytest
 import torch
-
-import gflow.cli
 from gflow.envs.bitseq import BitSequence
 from gflow.envs.hypergrid import HyperGrid
+
+import gflow.cli
 from gflow.checkpoint import seed_everything
 from gflow.exact import distribution_errors, exact_report, state_graph, target_distribution
 from gflow.finetune import (

@@ -10,9 +10,6 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from rdkit import Chem
-
-import gflow.config
 from gflow.envs.rewards import (
     SEHProxy,
     molecular_weight,
@@ -27,6 +24,9 @@ from gflow.envs.rewards import (
 )
 from gflow.envs.rewards.restricted_pickle import RefusedGlobal
 from gflow.envs.rewards.seh import PARAMS_FILE, featurize, load_params
+from rdkit import Chem
+
+import gflow.config
 from gflow.config import find_data
 
 REFERENCE_FILE = "seh/seh_reference_values.json"

@@ -1,8 +1,8 @@
 """Rollouts are consistent trajectories, and scoring matches a per-state reference."""
 
 import torch
-
 from gflow.envs.hypergrid import HyperGrid
+
 from gflow.policies.mlp import MLPPolicy
 from gflow.sampling import Rollout, sample_backward, sample_forward
 from gflow.scoring import score

@@ -10,11 +10,11 @@ import math
 import pytest
 import RNA
 import torch
-
 from gflow.envs.aptamers import DNAAptamers, structure_counts
 from gflow.envs.ngrams import AMINO_ACIDS, NGrams, max_occurrences, smallest_period
 from gflow.envs.registry import ENVIRONMENTS
 from gflow.envs.sequences import MultiObjectiveSequence, TokenSequence
+
 from gflow.checker import check_env
 from gflow.cli import main
 from gflow.conditioning import ConditionalEnv, Conditioning, TemperatureDistribution

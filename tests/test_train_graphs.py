@@ -5,9 +5,9 @@ runs on graphs and fragments."""
 import json
 
 import pytest
-
 from gflow.envs.graph_symmetry import SymmetryCorrected
 from gflow.envs.graphs import GraphEnv
+
 from gflow.checkpoint import seed_everything
 from gflow.cli import main
 from gflow.conditioning import ConditionalEnv, Conditioning, TemperatureDistribution

@@ -6,8 +6,8 @@ import json
 
 import pytest
 import torch
-
 from gflow.envs.hypergrid import HyperGrid
+
 from gflow.checkpoint import load_checkpoint, seed_everything
 from gflow.conditioning import ConditionalEnv, Conditioning
 from gflow.exact import exact_report

@@ -19,9 +19,9 @@ from gfn.utils.modules import MLP
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from gflow.envs.hypergrid import HyperGrid  # noqa: E402
 from torchgfn_hypergrid import all_states, exact_tv  # noqa: E402
 
-from gflow.envs.hypergrid import HyperGrid  # noqa: E402
 from gflow.exact import exact_report  # noqa: E402
 from gflow.policies.mlp import MLPPolicy  # noqa: E402
 

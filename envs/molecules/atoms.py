@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from rdkit import Chem
-
 from gflow.envs.graphs import GraphEnv, GraphStates, one_hot
 from gflow.envs.molecules import MoleculeRewardMixin, MolReward
+from rdkit import Chem
+
 from gflow.policies.graph_actions import pair_tables
 
 BOND_TYPES = (Chem.BondType.SINGLE, Chem.BondType.DOUBLE, Chem.BondType.TRIPLE)

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from rdkit import Chem
-
 from gflow.envs.graphs import GraphBuildingEnv, GraphStates, one_hot, remove_nodes
 from gflow.envs.molecules import MoleculeRewardMixin, MolReward
+from rdkit import Chem
+
 from gflow.config import find_data
 from gflow.policies.graph_actions import GRAPH, NODE, STOP, GraphActionLayout
 

@@ -14,12 +14,12 @@ import os
 from collections.abc import Callable, Sequence
 
 import torch
-from rdkit import Chem
-
 from gflow.envs.graphs import GraphStates
 from gflow.envs.molecules.fragments import Fragment, FragmentEnv
 from gflow.envs.rewards import mw_reward, qed, sa_reward
 from gflow.envs.rewards.seh import REWARD_SCALE
+from rdkit import Chem
+
 from gflow.conditioning import log_scalarize
 
 OBJECTIVE_NAMES = ("seh", "qed", "sa", "mw")

@@ -13,10 +13,9 @@ from pathlib import Path
 from types import ModuleType
 
 import torch
+from gflow.envs.rewards.molecules import MolLike, to_mols
 from rdkit import Chem, RDConfig
 from rdkit.Chem import QED, Descriptors
-
-from gflow.envs.rewards.molecules import MolLike, to_mols
 
 WORST_SA = 10.0
 

@@ -12,13 +12,13 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 import torch
+from gflow.envs.rewards.molecules import MolLike, to_mols
+from gflow.envs.rewards.restricted_pickle import load_arrays
 from rdkit import Chem
 from torch import nn
 from torch.nn import functional as F
 from torch_geometric.data import Batch
 
-from gflow.envs.rewards.molecules import MolLike, to_mols
-from gflow.envs.rewards.restricted_pickle import load_arrays
 from gflow.config import find_data
 from gflow.device import resolve_device
 from gflow.segment import segment_logsumexp

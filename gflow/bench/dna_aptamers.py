@@ -8,8 +8,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from gflow.envs.registry import ENVIRONMENTS
 from gflow.bench import mogfn_pc
+from gflow.envs.registry import ENVIRONMENTS
 
 NAME = "dna-aptamers"
 HELP = "MOGFN-PC on DNA aptamers: ViennaRNA free energy, base pairs, hairpins (length 30)"

@@ -10,9 +10,9 @@ from typing import Any
 
 import torch
 
-from gflow.envs.registry import ENVIRONMENTS
 from gflow.bench import mogfn_pc
 from gflow.conditioning import ConditionalEnv
+from gflow.envs.registry import ENVIRONMENTS
 from gflow.exact import exact_report, state_graph
 from gflow.metrics import pareto_front
 from gflow.policies.base import Policy

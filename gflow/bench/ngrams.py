@@ -7,8 +7,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from gflow.envs.registry import ENVIRONMENTS
 from gflow.bench import mogfn_pc
+from gflow.envs.registry import ENVIRONMENTS
 
 NAME = "ngrams"
 HELP = "MOGFN-PC on N-grams: amino-acid sequences scored by n-gram counts (default AV,VC)"

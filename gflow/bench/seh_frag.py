@@ -28,13 +28,13 @@ import torch
 from matplotlib.figure import Figure
 from rdkit import Chem, DataStructs
 
-from gflow.envs.molecules.fragments import Fragment, FragmentEnv
-from gflow.envs.rewards import SEHProxy, seh_reward
 from gflow.bench.molecule_grid import save_molecule_grid
 from gflow.bench.plots import save_figure
 from gflow.checkpoint import save_json, seed_everything
 from gflow.conditioning import ConditionalEnv, Conditioning, TemperatureDistribution
 from gflow.device import resolve_device
+from gflow.envs.molecules.fragments import Fragment, FragmentEnv
+from gflow.envs.rewards import SEHProxy, seh_reward
 from gflow.metrics.diversity import morgan_fingerprints
 from gflow.objectives import get_objective
 from gflow.policies.graph_transformer import GraphTransformerPolicy

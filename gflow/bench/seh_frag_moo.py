@@ -10,12 +10,12 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from gflow.envs.molecules.objectives import FragmentObjectivesEnv
-from gflow.envs.rewards import SEHProxy
 from gflow.bench import mogfn_pc
 from gflow.bench.molecule_grid import save_molecule_grid
 from gflow.checkpoint import save_json
 from gflow.device import resolve_device
+from gflow.envs.molecules.objectives import FragmentObjectivesEnv
+from gflow.envs.rewards import SEHProxy
 
 NAME = "seh-frag-moo"
 HELP = "MOGFN-PC on fragment molecules: sEH, QED, SA, MW; graph transformer 4x128"

@@ -11,12 +11,12 @@ from typing import Any
 
 import torch
 
-from gflow.envs.registry import ENVIRONMENTS, EnvSpec
 from gflow.checkpoint import load_checkpoint, seed_everything
 from gflow.cli import Parser, UsageError
 from gflow.cli.pretrain import prepare, train_config
 from gflow.cli.train import _training_options
 from gflow.env import Env, States
+from gflow.envs.registry import ENVIRONMENTS, EnvSpec
 from gflow.finetune import FinetuneOptions, FinetuneTrainer, build_model
 from gflow.outcome import terminal_objects
 from gflow.policies.mlp import MLPPolicy

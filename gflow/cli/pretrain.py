@@ -10,11 +10,11 @@ from typing import Any
 
 import torch
 
-from gflow.envs.registry import ENVIRONMENTS, EnvSpec
 from gflow.checkpoint import seed_everything
 from gflow.cli import Parser, UsageError
 from gflow.cli.train import _training_options, config_from_args
 from gflow.device import resolve_device
+from gflow.envs.registry import ENVIRONMENTS, EnvSpec
 from gflow.objectives.outcome import BASES, outcome_objective
 from gflow.outcome import LOG_FLOOR, outcome_env
 from gflow.pretrain import PretrainOptions, PretrainTrainer, start_or_resume

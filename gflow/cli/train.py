@@ -9,10 +9,10 @@ from typing import Any
 
 import torch
 
-from gflow.envs.registry import ENVIRONMENTS, EnvSpec
 from gflow.checkpoint import seed_everything
 from gflow.cli import Parser
 from gflow.device import resolve_device
+from gflow.envs.registry import ENVIRONMENTS, EnvSpec
 from gflow.objectives import OBJECTIVE_NAMES
 from gflow.training import INCOMPLETE_OK, METRICS, TrainConfig, build_objective, build_policy, train
 
