@@ -111,7 +111,13 @@ def cli(monkeypatch):
 
 def test_cli_passes_with_exit_0(cli, capsys):
     assert (
-        cli(["check-env", "gflow.envs.sets:SetGeneration", "--arg", "universe=6", "--arg", "set_size=3"])
+        cli(
+            [
+                "check-env",
+                "gflow.envs.sets:SetGeneration",
+                *("--arg", "universe=6", "--arg", "set_size=3"),
+            ]
+        )
         == 0
     )
     out = capsys.readouterr().out
