@@ -1,0 +1,269 @@
+"""Where a TB training iteration on hypergrid spends its time, phase by phase.
+
+Runs gflow's own training step (`Trainer.train_step`, what `gflow train` runs) on hypergrid
+(4-D H=8 by default: R0 = 1e-3, batch 16, a 2 x 256 MLP, uniform P_B, one torch thread, the
+settings of `hypergrid_tb.py`) and times each phase of every iteration by wrapping the functions
+the step calls, so that the profile follows whatever path the trainer takes:
+
+- sampling: the whole `sample_forward` call, split into the policy's forward logits, masks,
+  action draws, environment steps (step and select) and the rest (loop bookkeeping, assembly);
+- scoring: `score` (the second forward pass over all visited states, when the trainer makes one);
+- loss: the objective's loss function;
+- backward: `loss.backward()`;
+- optimizer: `zero_grad` and `step`;
+- other: whatever the step does besides (the finiteness check, the trainer's own code).
+
+The first `--warmup` iterations train untimed (trajectories lengthen as training goes, so the
+profile is of a run past its first iterations); the next `--iterations` are timed, and the report
+gives milliseconds per iteration and the share of each phase. Output: a markdown table on stdout
+and in `<out>.md`, and the JSON report at `--out` (default
+benchmarks/results/profile_hypergrid.json). Timers wrap the calls, they do not sample: on a CPU
+every torch operation has finished when its call returns, so the wall time of a call is its cost.
+
+    .venv/bin/python benchmarks/profile_hypergrid.py
+    .venv/bin/python benchmarks/profile_hypergrid.py --label after --out runs/profile.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import functools
+import json
+import os
+import platform
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_OUT = ROOT / "benchmarks" / "results" / "profile_hypergrid.json"
+PHASES = ("sampling", "scoring", "loss", "backward", "optimizer")
+SAMPLING_PARTS = ("policy forward", "masks", "draws", "env steps")
+
+
+class PhaseClock:
+    """Accumulates wall time per (phase, part); `part` calls inside a phase are charged to it."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[tuple[str, str], float] = defaultdict(float)
+        self.phase: str | None = None
+
+    @contextmanager
+    def timing(self, phase: str) -> Iterator[None]:
+        """Charge the block to `phase` (nested phases are charged to the outer one only)."""
+        if self.phase is not None:
+            yield
+            return
+        self.phase = phase
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[(phase, "")] += time.perf_counter() - start
+            self.phase = None
+
+    def wrap_phase(self, phase: str, fn: Callable) -> Callable:
+        """`fn`, its calls charged to `phase`."""
+
+        @functools.wraps(fn)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            with self.timing(phase):
+                return fn(*args, **kwargs)
+
+        return timed
+
+    def wrap_part(self, part: str, fn: Callable) -> Callable:
+        """`fn`, its calls charged to `part` of whichever phase is running."""
+
+        @functools.wraps(fn)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                if self.phase is not None:
+                    self.seconds[(self.phase, part)] += time.perf_counter() - start
+
+        return timed
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line options; the defaults are the benchmark's 4-D H=8 setting."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--ndim", type=int, default=4)
+    p.add_argument("--height", type=int, default=8)
+    p.add_argument("--r0", type=float, default=1e-3)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--hidden", type=int, default=256)
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--warmup", type=int, default=300, help="untimed iterations first")
+    p.add_argument("--iterations", type=int, default=1000, help="timed iterations")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--label", default="current", help="name of this profile in the report")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    args = p.parse_args(argv)
+    for name in ("batch", "hidden", "layers", "iterations", "threads"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name} must be >= 1")
+    if args.warmup < 0:
+        p.error("--warmup must be >= 0")
+    return args
+
+
+def instrument(trainer: Any, clock: PhaseClock) -> None:
+    """Wrap what a training step calls so that `clock` sees each phase and sampling part."""
+    import torch
+
+    import gflow.sampling
+    import gflow.training
+
+    env, policy = trainer.env, trainer.policy
+    gflow.training.sample_forward = clock.wrap_phase("sampling", gflow.sampling.sample_forward)
+    gflow.training.score = clock.wrap_phase("scoring", gflow.training.score)
+    gflow.sampling.sample_actions = clock.wrap_part("draws", gflow.sampling.sample_actions)
+    policy.forward_logits = clock.wrap_part("policy forward", policy.forward_logits)
+    env.forward_mask = clock.wrap_part("masks", env.forward_mask)
+    env.backward_mask = clock.wrap_part("masks", env.backward_mask)
+    for name in ("step", "select", "featurize"):
+        part = "policy forward" if name == "featurize" else "env steps"
+        setattr(env, name, clock.wrap_part(part, getattr(env, name)))
+    objective = trainer.objective
+    trainer.objective = replace(objective, loss=clock.wrap_phase("loss", objective.loss))
+    optimizer = trainer.optimizer
+    optimizer.step = clock.wrap_phase("optimizer", optimizer.step)
+    optimizer.zero_grad = clock.wrap_phase("optimizer", optimizer.zero_grad)
+    torch.Tensor.backward = clock.wrap_phase("backward", torch.Tensor.backward)
+
+
+def profile(args: argparse.Namespace) -> dict[str, Any]:
+    """Train `warmup` iterations, then time `iterations` more phase by phase."""
+    import torch
+    from gflow.envs.hypergrid import HyperGrid
+
+    from gflow.checkpoint import seed_everything
+    from gflow.objectives import get_objective
+    from gflow.policies.mlp import MLPPolicy
+    from gflow.training import TrainConfig, Trainer
+
+    torch.set_num_threads(args.threads)
+    env = HyperGrid(args.ndim, args.height, r0=args.r0)
+    config = TrainConfig(
+        steps=args.warmup + args.iterations,
+        batch_size=args.batch,
+        seed=args.seed,
+        eval_every=0,
+        checkpoint_every=0,
+        top_k=0,
+    )
+    seed_everything(args.seed)
+    policy = MLPPolicy(
+        env.feature_dim, env.n_actions, env.n_backward, hidden=args.hidden, layers=args.layers
+    )
+    trainer = Trainer(env, policy, get_objective("tb"), config)
+    for _ in range(args.warmup):
+        trainer.train_step()
+    clock = PhaseClock()
+    instrument(trainer, clock)
+    lengths = []
+    sample = trainer.batch
+
+    def batch() -> Any:
+        rollout = sample()
+        lengths.append(float(rollout.lengths.float().mean()))
+        return rollout
+
+    trainer.batch = batch
+    start = time.perf_counter()
+    for _ in range(args.iterations):
+        trainer.train_step()
+    total = time.perf_counter() - start
+    return summarize(clock, total, args, sum(lengths) / len(lengths))
+
+
+def summarize(
+    clock: PhaseClock, total: float, args: argparse.Namespace, mean_length: float
+) -> dict[str, Any]:
+    """Milliseconds per iteration and share of the whole for every phase and sampling part."""
+    n = args.iterations
+    per_iter = 1e3 * total / n
+
+    def entry(seconds: float) -> dict[str, float]:
+        return {"ms": 1e3 * seconds / n, "share": seconds / total}
+
+    phases = {p: entry(clock.seconds.get((p, ""), 0.0)) for p in PHASES}
+    phases["other"] = entry(total - sum(clock.seconds.get((p, ""), 0.0) for p in PHASES))
+    sampling_total = clock.seconds.get(("sampling", ""), 0.0)
+    parts = {p: entry(clock.seconds.get(("sampling", p), 0.0)) for p in SAMPLING_PARTS}
+    parts["rest"] = entry(sampling_total - sum(clock.seconds.get(("sampling", p), 0.0)
+                                               for p in SAMPLING_PARTS))
+    import torch
+
+    return {
+        "label": args.label,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "loadavg": list(os.getloadavg()),
+            "torch": torch.__version__,
+        },
+        "setting": {
+            "ndim": args.ndim,
+            "height": args.height,
+            "r0": args.r0,
+            "batch": args.batch,
+            "hidden": args.hidden,
+            "layers": args.layers,
+            "warmup": args.warmup,
+            "iterations": n,
+            "seed": args.seed,
+            "threads": args.threads,
+        },
+        "mean_trajectory_length": mean_length,
+        "ms_per_iteration": per_iter,
+        "iterations_per_second": n / total,
+        "phases": phases,
+        "sampling_parts": parts,
+    }
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The report as a markdown table: phases, then the parts of sampling indented."""
+    rows = [
+        f"Profile `{report['label']}`: {report['ms_per_iteration']:.2f} ms per iteration "
+        f"({report['iterations_per_second']:.0f} it/s), mean trajectory length "
+        f"{report['mean_trajectory_length']:.1f}, load average "
+        f"{report['machine']['loadavg'][0]:.2f}",
+        "",
+        "| phase | ms / iteration | share |",
+        "| --- | ---: | ---: |",
+    ]
+    for name, value in report["phases"].items():
+        rows.append(f"| {name} | {value['ms']:.3f} | {100 * value['share']:.1f}% |")
+        if name == "sampling":
+            for part, v in report["sampling_parts"].items():
+                rows.append(f"| - {part} | {v['ms']:.3f} | {100 * v['share']:.1f}% |")
+    return "\n".join(rows) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Profile, print the table, write the JSON report and the table beside it."""
+    args = parse_args(argv)
+    report = profile(args)
+    table = markdown(report)
+    print(table)
+    from gflow.checkpoint import atomic_write
+
+    data = json.dumps(report, indent=1).encode()
+    atomic_write(args.out, lambda f: f.write(data))
+    atomic_write(args.out.with_suffix(".md"), lambda f: f.write(table.encode()))
+
+
+if __name__ == "__main__":
+    main()
