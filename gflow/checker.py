@@ -4,7 +4,7 @@ masks, rewards and features keep the `Env` contract, naming the first state that
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -476,7 +476,7 @@ class _Checker:
         moved = [got != key for got, key in zip(undone_keys, parent_keys, strict=True)]
         return denied.cpu() | torch.tensor(moved, dtype=torch.bool)
 
-    def sized_keys(self, method: str, states: States, n: int) -> list[Hashable]:
+    def sized_keys(self, method: str, states: States, n: int) -> Sequence[Hashable]:
         """Keys of the states a method returned, checking that it returned one per input."""
         if self.env.size(states) != n:
             self.fail(f"{method} returned {self.env.size(states)} states for {n} inputs")

@@ -298,19 +298,20 @@ class Conditioning:
         beta = info.beta.to(torch.get_default_dtype())
         check_beta(beta)
         parts = [beta[:, None] / self.beta_max]
+        prefs = info.preferences
         if self.n_objectives:
-            if info.preferences is None:
+            if prefs is None:
                 raise ValueError(
                     f"conditioning on {self.n_objectives} objectives needs preferences"
                 )
-            check_preferences(info.preferences, self.n_objectives)
-            parts.append(info.preferences.to(beta))
+            check_preferences(prefs, self.n_objectives)
+            parts.append(prefs.to(beta))
         if self.beta_encoding == "thermometer":
             parts.append(thermometer(beta, self.beta_bins, self.beta_max))
         elif self.beta_encoding == "fourier":
             parts.append(fourier(beta[:, None], self.fourier_frequencies, self.beta_max))
-        if self.n_objectives and self.preference_encoding == "fourier":
-            parts.append(fourier(info.preferences.to(beta), self.fourier_frequencies))
+        if prefs is not None and self.n_objectives and self.preference_encoding == "fourier":
+            parts.append(fourier(prefs.to(beta), self.fourier_frequencies))
         return torch.cat(parts, dim=1)
 
     def decode(self, cond: torch.Tensor) -> ConditionInfo:
@@ -351,6 +352,7 @@ class Conditioning:
         if not self.n_objectives:
             raise ValueError("this conditioning has no objectives: use `temper` on log rewards")
         info = self.decode(cond)
+        assert info.preferences is not None  # decode gives them whenever there are objectives
         scal = log_scalarize(rewards, info.preferences, self.scalarization, self.utopia, self.floor)
         return info.beta.to(scal) * scal
 

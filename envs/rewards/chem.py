@@ -54,7 +54,7 @@ def sa_score(items: Iterable[MolLike]) -> torch.Tensor:
 
 def molecular_weight(items: Iterable[MolLike]) -> torch.Tensor:
     """Average molecular weight in daltons (RDKit MolWt), +inf for invalid molecules."""
-    return _per_molecule(items, Descriptors.MolWt, float("inf"))
+    return _per_molecule(items, Descriptors.MolWt, float("inf"))  # type: ignore[attr-defined]
 
 
 def normalize_sa(sa: torch.Tensor) -> torch.Tensor:

@@ -238,11 +238,11 @@ class SEHProxy:
         """Raw proxy outputs; molecules that cannot be parsed or sanitized score -inf."""
         mols = to_mols(items)
         raw = torch.full((len(mols),), float("-inf"), device=self.device)
-        valid = [i for i, mol in enumerate(mols) if mol is not None]
+        valid = [(i, mol) for i, mol in enumerate(mols) if mol is not None]
         for start in range(0, len(valid), self.batch_size):
             chunk = valid[start : start + self.batch_size]
-            batch = featurize([mols[i] for i in chunk]).to(self.device)
-            raw[torch.tensor(chunk, device=self.device)] = self.net(batch)
+            batch = featurize([mol for _, mol in chunk]).to(self.device)
+            raw[torch.tensor([i for i, _ in chunk], device=self.device)] = self.net(batch)
         return raw
 
     def reward(self, items: Iterable[MolLike]) -> torch.Tensor:

@@ -97,7 +97,8 @@ def sample_grid(
     prefs = simplex_grid(m, config.n_per_side).to(cond.device)
     rows = cond.condition(prefs.repeat_interleave(config.samples, 0), beta)
     start = time.perf_counter()
-    objectives, items = [], []
+    objectives: list[torch.Tensor] = []
+    items: list[Any] = []
     for chunk in rows.split(config.batch_size):
         rollout = sample_forward(env, policy, len(chunk), chunk)
         objectives.append(env.objectives(rollout.terminal).detach().cpu())

@@ -33,7 +33,7 @@ def molecule_grid_png(
     columns = min(per_row, len(mols))
     rows = -(-len(mols) // columns)
     drawer = rdMolDraw2D.MolDraw2DCairo(columns * panel, rows * panel, panel, panel)
-    drawer.drawOptions().legendFontSize = max(12, panel // 16)
+    drawer.drawOptions().legendFontSize = max(12, panel // 16)  # type: ignore[assignment]
     drawer.DrawMolecules(mols, legends=list(legends) if legends is not None else None)
     drawer.FinishDrawing()
     return drawer.GetDrawingText()

@@ -146,7 +146,7 @@ def mean_pairwise_distance(items: Sequence[Any], distance: Distance = "tanimoto"
         matrix = _PAIRWISE[distance](items)
         return float(matrix[np.triu_indices(len(items), k=1)].mean())
     first, second = np.triu_indices(len(items), k=1)
-    pairs = zip(first, second, strict=True)
+    pairs = zip(first.tolist(), second.tolist(), strict=True)
     return float(np.mean([distance(items[i], items[j]) for i, j in pairs]))
 
 

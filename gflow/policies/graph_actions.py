@@ -133,10 +133,14 @@ class GraphActionLayout:
     ) -> torch.Tensor:
         """Concatenate dense blocks (n, G), (n, N, K), (n, P, Kp) and (n,) into (n, size); a
         block the layout has no room for is None."""
-        blocks = [(graph, self.per_graph), (node, self.per_node), (pair, self.per_pair)]
-        parts = [block.flatten(1) for block, width in blocks if width]
+        blocks = [
+            (graph, self.per_graph, "graph"),
+            (node, self.per_node, "node"),
+            (pair, self.per_pair, "pair"),
+        ]
+        parts = [_given(block, name).flatten(1) for block, width, name in blocks if width]
         if self.stop:
-            parts.append(stop[:, None])
+            parts.append(_given(stop, "stop")[:, None])
         return torch.cat(parts, dim=1)
 
     def scatter(
@@ -159,18 +163,20 @@ class GraphActionLayout:
         reference = next(t for t in (graph, node, pair, stop) if t is not None)
         out = reference.new_full((n_graphs, self.size), fill)
         if self.per_graph:
-            out[:, : self.per_graph] = graph
+            out[:, : self.per_graph] = _given(graph, "graph")
         if self.per_node and node is not None and len(node):
             columns = self.node_action(
-                node_slot[:, None], torch.arange(self.per_node, device=out.device)
+                _given(node_slot, "node_slot")[:, None],
+                torch.arange(self.per_node, device=out.device),
             )
-            out[node_graph[:, None], columns] = node
+            out[_given(node_graph, "node_graph")[:, None], columns] = node
         if self.per_pair and pair is not None and len(pair):
             sub = torch.arange(self.per_pair, device=out.device)
-            columns = self.pair_start + pair_slot[:, None] * self.per_pair + sub
-            out[pair_graph[:, None], columns] = pair
+            slot = _given(pair_slot, "pair_slot")
+            columns = self.pair_start + slot[:, None] * self.per_pair + sub
+            out[_given(pair_graph, "pair_graph")[:, None], columns] = pair
         if self.stop:
-            out[:, self.stop_index] = stop
+            out[:, self.stop_index] = _given(stop, "stop")
         return out
 
 
@@ -198,3 +204,10 @@ class GraphCategorical:
     def sample(self, temperature: float = 1.0, epsilon: float = 0.0) -> torch.Tensor:
         """(n,) one legal action per graph, at a temperature and with epsilon-uniform mixing."""
         return sample_actions(self.logits, self.mask, temperature, epsilon)
+
+
+def _given(block: torch.Tensor | None, name: str) -> torch.Tensor:
+    """`block`, or a one-line error when the layout has room for it but none was given."""
+    if block is None:
+        raise ValueError(f"this action layout needs the {name!r} block, got None")
+    return block

@@ -157,7 +157,7 @@ class GraphTransformerPolicy(Policy):
         graph_of = features.batch
         graph_in = features.graph_attr
         h = self.node_in(features.x)
-        if self.cond_dim:
+        if self.cond_in is not None and cond is not None:
             cond = cond.to(h.dtype)
             graph_in = torch.cat([graph_in, cond], dim=1)
             h = h + self.cond_in(cond)[graph_of]
@@ -200,7 +200,10 @@ class GraphTransformerPolicy(Policy):
 
     def log_z(self, cond: torch.Tensor | None, n: int) -> torch.Tensor:
         if self.cond_dim:
-            return self.log_z_net(cond.to(self.log_z_net[0].weight.dtype)).squeeze(1)
+            if cond is None:
+                raise ValueError("this policy is conditional: pass a conditioning tensor")
+            dtype = next(self.log_z_net.parameters()).dtype
+            return self.log_z_net(cond.to(dtype)).squeeze(1)
         return self.log_z_param.expand(n)
 
     def log_z_parameters(self) -> list[nn.Parameter]:
