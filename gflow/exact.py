@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from gflow.env import Env, States
+from gflow.objectives.base import LOG_Z_SOURCES
 from gflow.policies.base import Policy
 from gflow.sampling import masked_log_softmax
 
@@ -117,15 +118,18 @@ def exact_report(
     policy: Policy,
     graph: StateGraph | None = None,
     cond: torch.Tensor | None = None,
-    flow_matching: bool = False,
+    log_z: str = "learned",
 ) -> dict[str, float]:
     """exact_tv, exact_l1, exact_jsd and log_z_error of a policy on an enumerable environment;
-    with `flow_matching`, the model's log Z is the log out-flow of s0 instead of its log Z."""
+    the model's log Z is read where the objective's `log_z` says: ``learned`` (the policy's
+    log Z) or ``out_flow`` (the log out-flow of s0, for flow matching)."""
     graph = graph or state_graph(env)
     learned = terminal_distribution(graph, env, policy, cond)
-    target, log_z = target_distribution(graph, env)
+    target, true_log_z = target_distribution(graph, env)
     errors = distribution_errors(learned, target)
-    if flow_matching:
+    if log_z not in LOG_Z_SOURCES:
+        raise ValueError(f"log_z must be one of {LOG_Z_SOURCES}, got {log_z!r}")
+    if log_z == "out_flow":
         model_log_z = flow_matching_log_z(env, policy, cond)
     else:
         with torch.no_grad():
@@ -135,6 +139,6 @@ def exact_report(
         "exact_l1": errors["l1"],
         "exact_jsd": errors["jsd"],
         "log_z": model_log_z,
-        "true_log_z": log_z,
-        "log_z_error": abs(model_log_z - log_z),
+        "true_log_z": true_log_z,
+        "log_z_error": abs(model_log_z - true_log_z),
     }

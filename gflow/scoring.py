@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import torch
 
 from gflow.env import Env
 from gflow.policies.base import Policy
 from gflow.sampling import Rollout, masked_log_softmax
 from gflow.segment import segment_logsumexp
-from gflow.trajectories import Trajectories
+from gflow.trajectories import NEEDS, Trajectories
 
 
 def _pad(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -27,21 +29,21 @@ def _per_state(cond: torch.Tensor | None, mask: torch.Tensor) -> torch.Tensor | 
 
 
 def score(
-    env: Env,
-    policy: Policy,
-    rollout: Rollout,
-    flow_matching: bool = False,
-    forward_looking: bool = False,
-    order_preserving: bool = False,
+    env: Env, policy: Policy, rollout: Rollout, needs: Collection[str] = frozenset()
 ) -> Trajectories:
-    """Evaluate the policy on every state of the rollout and assemble a Trajectories batch.
+    """Evaluate the policy on every state of the rollout and assemble a Trajectories batch with
+    the always-scored fields and the optional `needs` (an objective's `needs`; names in
+    `gflow.trajectories.OPTIONAL_FIELDS`).
 
-    With `forward_looking`, the flow head is read as log F~(s) and the state flows become
-    log F(s) = log F~(s) - E(s) (Pan et al. 2023); log Z at s0 and log R(x) at the sink stay as
-    they are, so log Z keeps estimating the partition function. `order_preserving` adds the
-    objective values and the backward KL that order-preserving objectives read.
+    With ``forward_looking_flows``, the flow head is read as log F~(s) and the state flows
+    become log F(s) = log F~(s) - E(s) (Pan et al. 2023); log Z at s0 and log R(x) at the sink
+    stay as they are, so log Z keeps estimating the partition function.
     """
-    if flow_matching and forward_looking:
+    if needs and not NEEDS.issuperset(needs):
+        unknown = sorted(set(needs) - NEEDS)
+        raise ValueError(f"unknown needs {unknown}; known: {', '.join(sorted(NEEDS))}")
+    forward_looking = "forward_looking_flows" in needs
+    if forward_looking and "edge_flows" in needs:
         raise ValueError("flow matching has no forward-looking form; choose one of the two")
     mask = rollout.state_mask
     n, width = mask.shape
@@ -68,8 +70,8 @@ def score(
 
     log_z = policy.log_z(rollout.cond, n)
     log_flow = _pad(out.log_flow, mask)
+    energy = _energies(env, rollout) if forward_looking or "energies" in needs else None
     if forward_looking:
-        energy = _energies(env, rollout)
         log_flow = log_flow - energy
     log_flow = torch.cat([log_z[:, None], log_flow[:, 1:]], dim=1)
     ends = rollout.lengths.clamp(max=steps)
@@ -86,15 +88,18 @@ def score(
         done=rollout.done,
         cond=rollout.cond,
     )
-    if flow_matching:
+    if not needs:
+        return traj
+    if "edge_flows" in needs:
         _add_edge_flows(env, policy, rollout, out.forward_logits, cond_rows, traj)
-    if forward_looking:
+    if energy is not None:
         stoppable = fwd_mask[:, env.stop]
         traj.energy = energy
         traj.can_stop = _pad(stoppable, mask)
         traj.log_pf_stop = _pad(torch.where(stoppable, fwd_logp[:, env.stop], 0.0), mask)
-    if order_preserving:
-        traj.objectives = _objectives(env, rollout)
+    if "reward_components" in needs:
+        traj.reward_components = _reward_components(env, rollout)
+    if "backward_kl" in needs:
         traj.backward_kl = _pad(_uniform_kl(out.backward_logits, bwd_mask), mask)
     return traj
 
@@ -121,9 +126,9 @@ def _energies(env: Env, rollout: Rollout) -> torch.Tensor:
     return energy
 
 
-def _objectives(env: Env, rollout: Rollout) -> torch.Tensor:
-    """(B, k) objective values of complete trajectories' objects (zero rows for incomplete ones);
-    the default single objective reuses the rollout's log R instead of evaluating it again."""
+def _reward_components(env: Env, rollout: Rollout) -> torch.Tensor:
+    """(B, k) reward components of complete trajectories' objects (zero rows for incomplete
+    ones); the default single component reuses the rollout's log R instead of evaluating it."""
     if type(env).objectives is Env.objectives:
         return rollout.log_reward[:, None].clone()
     done = rollout.done

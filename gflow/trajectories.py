@@ -6,6 +6,22 @@ from dataclasses import dataclass
 
 import torch
 
+ALWAYS_SCORED = ("log_pf", "log_pb", "log_flows", "log_z", "log_reward")
+"""What `gflow.scoring.score` computes for every batch; an objective may name these in its
+needs too, and nothing extra is computed for them."""
+OPTIONAL_FIELDS: dict[str, tuple[str, ...]] = {
+    "edge_flows": ("log_inflow", "log_outflow", "log_stop_flow"),
+    "energies": ("energy", "log_pf_stop", "can_stop"),
+    "forward_looking_flows": ("energy", "log_pf_stop", "can_stop"),
+    "reward_components": ("reward_components",),
+    "backward_kl": ("backward_kl",),
+}
+"""Each optional need and the `Trajectories` fields that scoring fills for it (None otherwise).
+``forward_looking_flows`` also reads the flow head as log F~(s) and makes the state flows
+log F(s) = log F~(s) - E(s) (Pan et al. 2023); it brings the ``energies`` fields with it."""
+NEEDS = frozenset(ALWAYS_SCORED) | frozenset(OPTIONAL_FIELDS)
+"""Every name an objective may declare in its needs."""
+
 
 @dataclass
 class Trajectories:
@@ -33,23 +49,32 @@ class Trajectories:
     cond: torch.Tensor | None = None
     """(B, c) conditioning, if any."""
     log_inflow: torch.Tensor | None = None
-    """(B, T+1) log sum of edge flows into s_t (flow matching only)."""
+    """(B, T+1) log sum of edge flows into s_t (need ``edge_flows``)."""
     log_outflow: torch.Tensor | None = None
-    """(B, T+1) log sum of edge flows out of s_t, the stop edge included (flow matching only)."""
+    """(B, T+1) log sum of edge flows out of s_t, the stop edge included (need ``edge_flows``)."""
     log_stop_flow: torch.Tensor | None = None
-    """(B,) log edge flow x -> sink of complete trajectories (flow matching only)."""
+    """(B,) log edge flow x -> sink of complete trajectories (need ``edge_flows``)."""
     energy: torch.Tensor | None = None
-    """(B, T+1) E(s_t) at real states, 0 elsewhere (forward-looking only)."""
+    """(B, T+1) E(s_t) at real states, 0 elsewhere (need ``energies``)."""
     log_pf_stop: torch.Tensor | None = None
-    """(B, T+1) log P_F(stop | s_t) where `can_stop`, 0 elsewhere (forward-looking only)."""
+    """(B, T+1) log P_F(stop | s_t) where `can_stop`, 0 elsewhere (need ``energies``)."""
     can_stop: torch.Tensor | None = None
-    """(B, T+1) bool: s_t is a real state where stop is legal (forward-looking only)."""
-    objectives: torch.Tensor | None = None
-    """(B, k) objective values of each complete trajectory's object, larger is better; rows of
-    incomplete trajectories are meaningless (order-preserving only)."""
+    """(B, T+1) bool: s_t is a real state where stop is legal (need ``energies``)."""
+    reward_components: torch.Tensor | None = None
+    """(B, k) reward components of each complete trajectory's object, larger is better (the
+    single component log R(x) unless the environment has several); rows of incomplete
+    trajectories are meaningless (need ``reward_components``)."""
     backward_kl: torch.Tensor | None = None
     """(B, T+1) KL(uniform || P_B(. | s_t)) at real states with parents, 0 elsewhere
-    (order-preserving only)."""
+    (need ``backward_kl``)."""
+
+    def require(self, need: str, reader: str) -> None:
+        """Raise a clear error naming `reader` unless this batch was scored with `need`."""
+        if any(getattr(self, name) is None for name in OPTIONAL_FIELDS[need]):
+            raise ValueError(
+                f"{reader} reads {need}: score the batch with needs={{{need!r}}} "
+                "(an objective's `needs`)"
+            )
 
     @property
     def transition_mask(self) -> torch.Tensor:

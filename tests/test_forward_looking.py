@@ -91,7 +91,7 @@ def test_stop_only_at_objects_gives_db_and_subtb():
     torch.manual_seed(0)
     env = SetGeneration(6, 3)
     policy = MLPPolicy(env.feature_dim, env.n_actions, env.n_backward, hidden=16, learn_pb=True)
-    traj = score(env, policy, sample_forward(env, policy, 16), forward_looking=True)
+    traj = score(env, policy, sample_forward(env, policy, 16), {"forward_looking_flows"})
     assert torch.equal(traj.can_stop.sum(1), torch.ones(16, dtype=torch.long))
     fl_db = forward_looking_detailed_balance(traj)
     assert fl_db.item() == pytest.approx(detailed_balance(traj).item(), rel=1e-5)
@@ -105,7 +105,7 @@ def test_score_builds_forward_looking_flows():
     policy = MLPPolicy(env.feature_dim, env.n_actions, env.n_backward, hidden=16)
     rollout = sample_forward(env, policy, 24, max_steps=3)
     assert (~rollout.done).any() and rollout.done.any()
-    traj = score(env, policy, rollout, forward_looking=True)
+    traj = score(env, policy, rollout, {"forward_looking_flows"})
     plain = score(env, policy, rollout)
     t, b = rollout.state_mask.T.nonzero(as_tuple=True)  # step-major, as rollout.states
     with torch.no_grad():
@@ -142,15 +142,15 @@ def test_bad_inputs_raise():
     policy = MLPPolicy(env.feature_dim, env.n_actions, env.n_backward, hidden=8)
     rollout = sample_forward(env, policy, 8)
     with pytest.raises(ValueError, match="differs from -log R"):
-        score(env, policy, rollout, forward_looking=True)
+        score(env, policy, rollout, {"forward_looking_flows"})
     with pytest.raises(ValueError, match="flow matching"):
-        score(env, policy, rollout, flow_matching=True, forward_looking=True)
-    with pytest.raises(ValueError, match="forward_looking=True"):
+        score(env, policy, rollout, {"edge_flows", "forward_looking_flows"})
+    with pytest.raises(ValueError, match="forward_looking_flows"):
         forward_looking_detailed_balance(score(env, policy, rollout))
-    with pytest.raises(ValueError, match="forward_looking=True"):
+    with pytest.raises(ValueError, match="forward_looking_flows"):
         forward_looking_subtrajectory_balance(score(env, policy, rollout))
     with pytest.raises(ValueError, match="no intermediate energy"):
-        score(NoEnergy(2, 4), policy, rollout, forward_looking=True)
+        score(NoEnergy(2, 4), policy, rollout, {"forward_looking_flows"})
 
 
 def train(env: Env, name: str, steps: int, batch: int, max_steps: int | None) -> dict:
@@ -175,7 +175,7 @@ def _train(env: Env, name: str, steps: int, batch: int, max_steps: int | None) -
     for _ in range(steps):
         rollout = sample_forward(env, policy, batch, epsilon=0.05, max_steps=max_steps)
         complete += int(rollout.done.sum())
-        traj = score(env, policy, rollout, forward_looking=objective.forward_looking)
+        traj = score(env, policy, rollout, objective.needs)
         loss = objective.loss(traj)
         opt.zero_grad()
         loss.backward()

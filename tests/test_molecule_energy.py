@@ -34,7 +34,7 @@ def test_fl_db_scores_incomplete_fragment_trajectories():
     policy = GraphTransformerPolicy.for_env(env, hidden=32, layers=1)
     objective = get_objective("fl-db")
     rollout = sample_forward(env, policy, 8, max_steps=2)
-    traj = score(env, policy, rollout, forward_looking=True)
+    traj = score(env, policy, rollout, objective.needs)
     loss = objective.loss(traj)
     assert torch.isfinite(loss)
     loss.backward()

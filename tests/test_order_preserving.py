@@ -46,7 +46,7 @@ def tiny_batch() -> Trajectories:
         log_reward=torch.zeros(4),
         lengths=torch.tensor([2, 1, 2, 1]),
         done=torch.tensor([True, True, True, False]),
-        objectives=torch.tensor([[0.5], [0.9], [0.9], [7.0]]),
+        reward_components=torch.tensor([[0.5], [0.9], [0.9], [7.0]]),
         backward_kl=torch.tensor([[0, 0.2, 0], [0, 0, 0], [0, 0.4, 0], [0, 0.3, 0]]),
     )
 
@@ -117,11 +117,11 @@ def test_bad_orders_and_batches_raise():
         order_preserving_trajectory_balance(batch, prefer=lambda a, b: a[..., 0] <= b[..., 0])
     with pytest.raises(ValueError, match="bool tensor"):
         order_preserving_trajectory_balance(batch, prefer=lambda a, b: a[..., 0] - b[..., 0])
-    batch.objectives = torch.tensor([[0.5], [math.nan], [0.9], [7.0]])
+    batch.reward_components = torch.tensor([[0.5], [math.nan], [0.9], [7.0]])
     with pytest.raises(ValueError, match="NaN"):
         order_preserving_trajectory_balance(batch)
-    batch.objectives = None
-    with pytest.raises(ValueError, match="order_preserving=True"):
+    batch.reward_components = None
+    with pytest.raises(ValueError, match="reward_components"):
         order_preserving_detailed_balance(batch)
     batch = tiny_batch()
     batch.done = torch.zeros(4, dtype=torch.bool)
@@ -142,10 +142,10 @@ def test_score_provides_objectives_and_backward_kl():
     policy = MLPPolicy(env.feature_dim, env.n_actions, env.n_backward, hidden=16, learn_pb=True)
     rollout = sample_forward(env, policy, 16, max_steps=4)
     assert rollout.done.any() and (~rollout.done).any()
-    traj = score(env, policy, rollout, order_preserving=True)
-    assert torch.equal(traj.objectives[rollout.done], rollout.terminal[rollout.done].float())
-    plain = score(HyperGrid(2, 5), policy, rollout, order_preserving=True)
-    assert torch.equal(plain.objectives[:, 0], rollout.log_reward)
+    traj = score(env, policy, rollout, {"reward_components", "backward_kl"})
+    assert torch.equal(traj.reward_components[rollout.done], rollout.terminal[rollout.done].float())
+    plain = score(HyperGrid(2, 5), policy, rollout, {"reward_components", "backward_kl"})
+    assert torch.equal(plain.reward_components[:, 0], rollout.log_reward)
     t, b = rollout.state_mask.T.nonzero(as_tuple=True)
     with torch.no_grad():
         out = policy(env.featurize(rollout.states))
@@ -156,7 +156,7 @@ def test_score_provides_objectives_and_backward_kl():
         expected = float((-math.log(len(legal)) - legal).mean()) if len(legal) else 0.0
         assert traj.backward_kl[b[i], t[i]].item() == pytest.approx(expected, abs=1e-6)
     uniform = MLPPolicy(env.feature_dim, env.n_actions, env.n_backward, hidden=16)
-    assert not score(env, uniform, rollout, order_preserving=True).backward_kl.any()
+    assert not score(env, uniform, rollout, {"reward_components", "backward_kl"}).backward_kl.any()
 
 
 def train(name: str, pairwise: bool, epsilon: float, steps: int = 300, every: int = 50) -> dict:
@@ -181,14 +181,14 @@ def _train(name: str, pairwise: bool, epsilon: float, steps: int, every: int) ->
     log_z = policy.log_z_parameters()
     rest = [p for p in policy.parameters() if all(p is not q for q in log_z)]
     opt = torch.optim.Adam([{"params": rest, "lr": 1e-2}, {"params": log_z, "lr": 1e-1}])
-    objective = get_objective(name, pairwise=pairwise)
+    objective = get_objective(name, op_pairwise=pairwise)
     seen = torch.zeros(graph.n, dtype=torch.bool)
     position = {key: i for i, key in enumerate(env.keys(graph.states))}
     mass, start = [float(terminal_distribution(graph, env, policy)[top].sum())], time.perf_counter()
     for step in range(1, steps + 1):
         rollout = sample_forward(env, policy, 32, epsilon=epsilon)
         seen[[position[k] for k in env.keys(rollout.terminal)]] = True
-        traj = score(env, policy, rollout, order_preserving=objective.order_preserving)
+        traj = score(env, policy, rollout, objective.needs)
         loss = objective.loss(traj)
         opt.zero_grad()
         loss.backward()

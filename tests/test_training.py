@@ -15,41 +15,43 @@ from gflow.objectives import Objective, get_objective, trajectory_balance
 from gflow.replay import ReplayBuffer, cat_rollouts
 from gflow.sampling import sample_backward, sample_forward
 from gflow.scoring import score
-from gflow.training import TrainConfig, build_policy, train
+from gflow.training import ModelConfig, TrainConfig, build_policy, train
+
+SMALL = ModelConfig(hidden=16, learn_pb=True)
+PLAIN = ModelConfig(hidden=16)
 
 
-def run(env, config, objective=None, init_seed=None, **kwargs):
-    """Seed, build the policy, train; the policy and the metrics."""
+def run(env, config, objective="tb", model=SMALL, init_seed=None, **kwargs):
+    """Seed, build the policy, train (`objective`: a name or an Objective); the policy and the
+    metrics."""
     seed_everything(config.seed if init_seed is None else init_seed)
-    policy = build_policy(env, config)
-    objective = objective or get_objective(config.objective, config.subtb_lambda)
+    policy = build_policy(env, model, config.device)
+    if isinstance(objective, str):
+        objective = get_objective(objective)
     return policy, train(env, policy, objective, config, quiet=True, **kwargs)
 
 
 @pytest.mark.parametrize("name", ["tb", "db", "subtb", "fm"])
 def test_objective_learns_exact_target(name):
     env = HyperGrid(2, 8, r0=0.1)
-    config = TrainConfig(
-        steps=300, batch_size=32, hidden=64, lr=3e-3, epsilon=0.05, eval_every=0, objective=name
-    )
-    policy, metrics = run(env, config)
+    config = TrainConfig(steps=300, batch_size=32, lr=3e-3, epsilon=0.05, eval_every=0)
+    policy, metrics = run(env, config, name, ModelConfig(hidden=64))
     assert metrics["exact_tv"] < 0.05, metrics["exact_tv"]
     assert metrics["log_z_error"] < 0.1, metrics["log_z_error"]
     assert metrics["steps"] == 300 and metrics["iterations_per_second"] > 0
-    report = exact_report(env, policy, flow_matching=name == "fm")
+    report = exact_report(env, policy, log_z=get_objective(name).log_z)
     assert report["exact_tv"] == metrics["exact_tv"]
 
 
 def small(tmp_path, **changes):
-    """A tiny run with replay and a learned backward policy, checkpointing into tmp_path."""
+    """A tiny run with replay, checkpointing into tmp_path (with the SMALL model: a learned
+    backward policy)."""
     base = dict(
         steps=30,
         batch_size=8,
-        hidden=16,
         epsilon=0.1,
         replay_capacity=12,
         replay_fraction=0.5,
-        learn_pb=True,
         checkpoint_every=10,
         eval_every=10,
         log_every=5,
@@ -111,10 +113,10 @@ def test_resume_with_other_config_is_an_error(tmp_path):
 
 def test_metrics_file_and_seeds(tmp_path):
     env = HyperGrid(2, 6, r0=0.1)
-    config = small(tmp_path, replay_capacity=0, learn_pb=False, steps=20)
-    first, metrics = run(env, config, resume=False)
-    again, _ = run(env, config, resume=False)
-    other, _ = run(env, dataclasses.replace(config, seed=1), resume=False)
+    config = small(tmp_path, replay_capacity=0, steps=20)
+    first, metrics = run(env, config, model=PLAIN, resume=False)
+    again, _ = run(env, config, model=PLAIN, resume=False)
+    other, _ = run(env, dataclasses.replace(config, seed=1), model=PLAIN, resume=False)
     assert_same_state(first, again)
     assert not torch.equal(first.forward_head.weight, other.forward_head.weight)
     saved = json.loads((tmp_path / "metrics.json").read_text())
@@ -134,13 +136,13 @@ def test_non_finite_loss_raises_naming_the_step():
         return trajectory_balance(traj) * (float("nan") if calls == 3 else 1.0)
 
     with pytest.raises(FloatingPointError, match="at step 3"):
-        run(env, TrainConfig(steps=10, hidden=16), Objective("tb", nan_at_step_3))
+        run(env, TrainConfig(steps=10), Objective("tb", nan_at_step_3), PLAIN)
 
 
 def test_conditional_env_trains_with_replay():
     env = ConditionalEnv(HyperGrid(2, 6, r0=0.1), Conditioning())
-    config = TrainConfig(steps=6, batch_size=8, hidden=16, replay_capacity=10)
-    policy, metrics = run(env, config)
+    config = TrainConfig(steps=6, batch_size=8, replay_capacity=10)
+    policy, metrics = run(env, config, model=PLAIN)
     assert policy.cond_dim == env.conditioning.cond_dim
     assert metrics["steps"] == 6 and "exact_tv" not in metrics
 
@@ -167,8 +169,7 @@ def test_replay_keeps_best_distinct_objects():
 def test_cat_rollouts_scores_like_its_parts():
     torch.manual_seed(0)
     env = HyperGrid(3, 4, r0=0.1)
-    config = TrainConfig(hidden=16, learn_pb=True)
-    policy = build_policy(env, config)
+    policy = build_policy(env, SMALL)
     online = sample_forward(env, policy, 5, epsilon=0.5)
     replayed = sample_backward(env, policy, torch.tensor([[3, 3, 3], [0, 0, 0], [1, 0, 2]]))
     both = score(env, policy, cat_rollouts(env, [online, replayed]))

@@ -1,5 +1,5 @@
 """Forward-looking objectives (Pan et al. 2023): DB and SubTB(lambda) on the state flows
-log F(s) = log F~(s) - E(s) that `score(..., forward_looking=True)` builds.
+log F(s) = log F~(s) - E(s) that scoring builds for the need ``forward_looking_flows``.
 
 Every state carries its energy, so each transition's balance needs no terminal reward and
 incomplete trajectories (rollouts cut after k steps) train as well as complete ones. Where stop
@@ -12,25 +12,29 @@ ends with, the two objectives are exactly DB and SubTB on the reparametrized flo
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 
+from gflow.objectives.balance import (
+    SubTBOptions,
+    flow_anchors,
+    transition_residuals,
+    weighted_pair_sums,
+)
+from gflow.objectives.base import ObjectiveSpec, register_objective
 from gflow.trajectories import Trajectories
 
 
 def _require_forward_looking(traj: Trajectories) -> None:
-    if traj.energy is None or traj.log_pf_stop is None or traj.can_stop is None:
-        raise ValueError(
-            "forward-looking objectives read energies: score the batch with forward_looking=True"
-        )
+    traj.require("forward_looking_flows", "a forward-looking objective")
 
 
 def move_residuals(traj: Trajectories) -> tuple[torch.Tensor, torch.Tensor]:
-    """DB residuals log F(s_t) + log P_F(s_{t+1}|s_t) - log F(s_{t+1}) - log P_B(s_t|s_{t+1})
-    (B, T), and the bool mask of real transitions that are not stop (both ends real states)."""
-    flow = traj.log_flow
-    residual = flow[:, :-1] + traj.log_pf - flow[:, 1:] - traj.log_pb
+    """DB residuals of every transition position (B, T), and the bool mask of real transitions
+    that are not stop (both ends real states)."""
     states = traj.state_mask
-    return residual, states[:, :-1] & states[:, 1:]
+    return transition_residuals(traj), states[:, :-1] & states[:, 1:]
 
 
 def stop_residuals(traj: Trajectories) -> torch.Tensor:
@@ -39,32 +43,6 @@ def stop_residuals(traj: Trajectories) -> torch.Tensor:
     _require_forward_looking(traj)
     residual = traj.log_flow + traj.log_pf_stop + traj.energy
     return torch.where(traj.can_stop, residual, 0.0)
-
-
-def flow_anchors(traj: Trajectories) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, T+1) anchors log F(s_t) - prefix_t and prefix sums prefix_t of log P_F - log P_B over
-    the first t transitions: a sub-trajectory s_i..s_j balances when anchor_i = anchor_j."""
-    steps = traj.log_pf - traj.log_pb
-    prefix = torch.nn.functional.pad(steps.cumsum(1), (1, 0))
-    return traj.log_flow - prefix, prefix
-
-
-def weighted_pair_sums(
-    start: torch.Tensor,
-    end: torch.Tensor,
-    start_mask: torch.Tensor,
-    end_mask: torch.Tensor,
-    lam: float,
-    offset: int = 0,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per trajectory, sum of lam^span (start_i - end_j)^2 and sum of lam^span over the pairs
-    (i, j) of masked positions with span = j - i + offset >= 1; inputs are (B, P)."""
-    idx = torch.arange(start.shape[1], device=start.device)
-    span = idx[None, :] - idx[:, None] + offset
-    pair = (span > 0) & start_mask[:, :, None] & end_mask[:, None, :]
-    weight = torch.where(pair, lam ** span.clamp(min=0).to(start.dtype), 0.0)
-    residual = start[:, :, None] - end[:, None, :]
-    return (weight * residual.pow(2)).sum((1, 2)), weight.sum((1, 2))
 
 
 def forward_looking_detailed_balance(traj: Trajectories) -> torch.Tensor:
@@ -93,3 +71,25 @@ def forward_looking_subtrajectory_balance(traj: Trajectories, lam: float = 0.9) 
     if not some.any():
         raise ValueError("FL-SubTB: the batch has no transition and no state where stop is legal")
     return (total[some] / weight[some]).mean()
+
+
+FORWARD_LOOKING = frozenset({"forward_looking_flows"})
+register_objective(
+    ObjectiveSpec(
+        "fl-db",
+        lambda _: forward_looking_detailed_balance,
+        needs=FORWARD_LOOKING,
+        incomplete_ok=True,
+        help="forward-looking detailed balance (needs env.energy)",
+    )
+)
+register_objective(
+    ObjectiveSpec(
+        "fl-subtb",
+        lambda o: partial(forward_looking_subtrajectory_balance, lam=o.subtb_lambda),
+        SubTBOptions,
+        needs=FORWARD_LOOKING,
+        incomplete_ok=True,
+        help="forward-looking sub-trajectory balance (needs env.energy)",
+    )
+)

@@ -1,54 +1,60 @@
-"""Order-preserving objectives (Chen & Mauch 2024): learn a reward r_theta consistent with a
-given (partial) order of the objects instead of matching a given reward.
+"""Order-preserving objectives (Chen & Mauch 2024): learn a reward r_theta consistent with a given
+(partial) order of the objects instead of matching a given reward.
 
-The order comes from each complete trajectory's objective values (`Trajectories.objectives`,
-larger is better) through a strict comparison: Pareto dominance by default (the total order by
-value for one objective), or any user function. On a batch X the target is the uniform
-distribution on the maximal (non-dominated) objects of X and the model distribution is
-softmax(log r_theta) over X; the loss is KL(target || model), the cross-entropy less the
-target's entropy (same gradients, and 0 exactly when the batch's order is matched). The pairwise
-variant compares each object with each other one (target 1, 0, or 1/2 on ties and incomparable
-pairs), again as a KL divergence.
+The order comes from each complete trajectory's reward components
+(`Trajectories.reward_components`, larger is better) through a strict comparison: Pareto
+dominance by default (the total order by value for one component), or any user function. On a
+batch X the target is the uniform distribution on the maximal (non-dominated) objects of X and
+the model distribution is softmax(log r_theta) over X; the loss is KL(target || model), the
+cross-entropy less the target's entropy (same gradients, and 0 exactly when the batch's order is
+matched). The pairwise variant compares each object with each other one (target 1, 0, or 1/2 on
+ties and incomparable pairs), again as a KL divergence.
 
 log r_theta(x) is log Z + sum log P_F - sum log P_B for TB, log F(x) + log P_F(stop | x) for DB,
 and for SubTB the estimate of every sub-trajectory ending with x's stop (one order loss per
-sub-trajectory length, weighted by lambda^(length - 1)). OP-DB and OP-SubTB add the balance
-loss of the non-terminal transitions, to which the order loss is added with weight lambda_OP.
-"""
+sub-trajectory length, weighted by lambda^(length - 1)). OP-DB and OP-SubTB add the balance loss of
+the non-terminal transitions, to which the order loss is added with weight lambda_OP."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from gflow.objectives.forward_looking import flow_anchors, move_residuals, weighted_pair_sums
+from gflow.objectives.balance import SubTBOptions, flow_anchors, weighted_pair_sums
+from gflow.objectives.base import ObjectiveOptions, ObjectiveSpec, register_objective
+from gflow.objectives.forward_looking import move_residuals
 from gflow.trajectories import Trajectories
 
 Prefer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-"""prefer(a, b): bool, True where objective vectors a are strictly better than b; a and b
-broadcast against each other over leading dimensions, the last one holds the k objectives."""
+"""prefer(a, b): bool, True where reward-component vectors a are strictly better than b; a and
+b broadcast against each other over leading dimensions, the last one holds the k components."""
 
 
 def pareto_dominates(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Where a Pareto-dominates b (no worse everywhere, better somewhere; larger is better); for
-    one objective this is a > b."""
+    one component this is a > b."""
     return (a >= b).all(-1) & (a > b).any(-1)
 
 
 def preference_matrix(
-    objectives: torch.Tensor, prefer: Prefer = pareto_dominates, valid: torch.Tensor | None = None
+    components: torch.Tensor, prefer: Prefer = pareto_dominates, valid: torch.Tensor | None = None
 ) -> torch.Tensor:
     """(B, B) bool: beats[i, j] when object i is strictly preferred to object j, both valid."""
-    if objectives.dim() != 2:
-        raise ValueError(f"objectives must be (B, k), got shape {tuple(objectives.shape)}")
-    n = len(objectives)
-    valid = torch.ones(n, dtype=torch.bool, device=objectives.device) if valid is None else valid
-    if torch.isnan(objectives[valid]).any():
-        raise ValueError("objective values of complete trajectories contain NaN")
-    beats = prefer(objectives[:, None, :], objectives[None, :, :])
+    if components.dim() != 2:
+        raise ValueError(
+            f"reward components must be (B, k), got shape {tuple(components.shape)}"
+        )
+    n = len(components)
+    valid = torch.ones(n, dtype=torch.bool, device=components.device) if valid is None else valid
+    if torch.isnan(components[valid]).any():
+        raise ValueError("reward components of complete trajectories contain NaN")
+    beats = prefer(components[:, None, :], components[None, :, :])
     if beats.shape != (n, n) or beats.dtype != torch.bool:
         raise ValueError(
             f"the comparison must return a ({n}, {n}) bool tensor, got {beats.dtype} "
@@ -109,14 +115,10 @@ def _order_losses(
     traj: Trajectories, log_r: torch.Tensor, valid: torch.Tensor, prefer: Prefer, pairwise: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Order loss of each non-empty group (column) and the indices of those groups."""
-    if traj.objectives is None:
-        raise ValueError(
-            "order-preserving objectives read objective values: score the batch with "
-            "order_preserving=True"
-        )
+    traj.require("reward_components", "an order-preserving objective")
     if not traj.done.any():
         raise ValueError("order-preserving objectives need a complete trajectory in the batch")
-    beats = preference_matrix(traj.objectives, prefer, traj.done)
+    beats = preference_matrix(traj.reward_components, prefer, traj.done)
     groups = valid.any(0).nonzero(as_tuple=True)[0]
     loss = pairwise_order_loss if pairwise else set_order_loss
     return loss(log_r[:, groups], valid[:, groups], beats), groups
@@ -124,8 +126,7 @@ def _order_losses(
 
 def _backward_kl(traj: Trajectories) -> torch.Tensor:
     """Mean KL(uniform || P_B) over the real states after s0."""
-    if traj.backward_kl is None:
-        raise ValueError("the backward KL term needs a batch scored with order_preserving=True")
+    traj.require("backward_kl", "the backward KL term")
     after = traj.state_mask[:, 1:]
     return traj.backward_kl[:, 1:][after].sum() / after.sum().clamp(min=1)
 
@@ -184,3 +185,85 @@ def order_preserving_subtrajectory_balance(
     some = weight > 0
     balance = (total[some] / weight[some]).sum() / some.sum().clamp(min=1)
     return _regularized(balance + lam_op * order, traj, backward_kl)
+
+
+@dataclass(frozen=True)
+class OrderOptions(ObjectiveOptions):
+    """Options of OP-TB: the comparison, the pairwise loss and the backward KL weight."""
+
+    prefer: Prefer | None = field(default=None, metadata={"record": "order"})
+    """Strict comparison of reward-component vectors; None: Pareto dominance."""
+    op_pairwise: bool = field(default=False, metadata={"record": "pairwise"})
+    """Use the pairwise order loss instead of the set one."""
+    op_backward_kl: float = field(default=0.0, metadata={"record": "backward_kl"})
+    """Weight of KL(uniform || P_B) (with a learned P_B)."""
+
+    def __post_init__(self) -> None:
+        if not self.op_backward_kl >= 0:
+            raise ValueError(f"op_backward_kl must be >= 0, got {self.op_backward_kl}")
+
+    def record(self) -> dict[str, Any]:
+        """The options as recorded, the comparison as ``pareto`` or ``custom``."""
+        return super().record() | {"order": "pareto" if self.prefer is None else "custom"}
+
+    def order(self) -> dict[str, Any]:
+        """Keyword arguments of the order-preserving losses."""
+        prefer = self.prefer or pareto_dominates
+        return {"prefer": prefer, "pairwise": self.op_pairwise, "backward_kl": self.op_backward_kl}
+
+
+@dataclass(frozen=True)
+class OrderBalanceOptions(OrderOptions):
+    """Options of OP-DB: those of OP-TB and the weight of the order loss."""
+
+    op_lambda: float = 0.1
+    """Weight of the order loss next to the balance loss."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.op_lambda >= 0:
+            raise ValueError(f"op_lambda must be >= 0, got {self.op_lambda}")
+
+
+@dataclass(frozen=True)
+class OrderSubTBOptions(OrderBalanceOptions, SubTBOptions):
+    """Options of OP-SubTB: those of OP-DB and SubTB's lambda."""
+
+    def __post_init__(self) -> None:
+        OrderBalanceOptions.__post_init__(self)
+        SubTBOptions.__post_init__(self)
+
+
+ORDER = frozenset({"reward_components", "backward_kl"})
+register_objective(
+    ObjectiveSpec(
+        "op-tb",
+        lambda o: partial(order_preserving_trajectory_balance, **o.order()),
+        OrderOptions,
+        needs=ORDER,
+        help="order-preserving trajectory balance",
+    )
+)
+register_objective(
+    ObjectiveSpec(
+        "op-db",
+        lambda o: partial(order_preserving_detailed_balance, lam_op=o.op_lambda, **o.order()),
+        OrderBalanceOptions,
+        needs=ORDER,
+        help="order-preserving detailed balance",
+    )
+)
+register_objective(
+    ObjectiveSpec(
+        "op-subtb",
+        lambda o: partial(
+            order_preserving_subtrajectory_balance,
+            lam=o.subtb_lambda,
+            lam_op=o.op_lambda,
+            **o.order(),
+        ),
+        OrderSubTBOptions,
+        needs=ORDER,
+        help="order-preserving sub-trajectory balance",
+    )
+)

@@ -28,16 +28,44 @@ those flows right where the sampler no longer goes) conflict with teleportation 
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import partial
 
 import torch
 
-from gflow.objectives import Objective
-from gflow.objectives.balance import detailed_balance, subtrajectory_balance, trajectory_balance
+from gflow.objectives.balance import (
+    SubTBOptions,
+    detailed_balance,
+    subtrajectory_balance,
+    trajectory_balance,
+)
+from gflow.objectives.base import (
+    Objective,
+    ObjectiveOptions,
+    ObjectiveSpec,
+    get_objective,
+    register_objective,
+)
 from gflow.trajectories import Trajectories
 
 BASES = ("db", "subtb", "tb")
+
+
+@dataclass(frozen=True)
+class OutcomeOptions(ObjectiveOptions):
+    """Options of the OC-GFN pre-training losses."""
+
+    teleportation: bool = False
+    """Outcome teleportation; the objective is then named ``oc-<base>-ot``."""
+
+    def name_suffix(self) -> str:
+        """``-ot`` with teleportation."""
+        return "-ot" if self.teleportation else ""
+
+
+@dataclass(frozen=True)
+class OutcomeSubTBOptions(OutcomeOptions, SubTBOptions):
+    """Options of ``oc-subtb``: teleportation and SubTB's lambda."""
 
 
 def teleport(traj: Trajectories) -> Trajectories:
@@ -70,16 +98,31 @@ def outcome_loss(
     raise ValueError(f"outcome loss base must be one of {BASES}, got {base!r}")
 
 
+def _outcome_spec(base: str) -> ObjectiveSpec:
+    """The registry entry ``oc-<base>``."""
+
+    def build(o: OutcomeOptions) -> partial[torch.Tensor]:
+        lam = o.subtb_lambda if isinstance(o, SubTBOptions) else 0.9
+        return partial(outcome_loss, base=base, teleportation=o.teleportation, lam=lam)
+
+    return ObjectiveSpec(
+        f"oc-{base}",
+        build,
+        OutcomeSubTBOptions if base == "subtb" else OutcomeOptions,
+        help=f"OC-GFN pre-training on {base} (outcome-conditioned environments)",
+    )
+
+
+for _base in BASES:
+    register_objective(_outcome_spec(_base))
+
+
 def outcome_objective(
     base: str = "db", teleportation: bool = False, subtb_lambda: float = 0.9
 ) -> Objective:
-    """The pre-training objective, named ``oc-<base>`` (``oc-<base>-ot`` with teleportation);
-    state flows F(s | y) come only from db and subtb, and fine-tuning needs them."""
+    """The pre-training objective ``oc-<base>`` (``oc-<base>-ot`` with teleportation); state
+    flows F(s | y) come only from db and subtb, and fine-tuning needs them."""
     if base not in BASES:
         raise ValueError(f"outcome loss base must be one of {BASES}, got {base!r}")
-    name = f"oc-{base}" + ("-ot" if teleportation else "")
-    options: dict = {"teleportation": teleportation}
-    if base == "subtb":
-        options["lambda"] = subtb_lambda
-    loss = partial(outcome_loss, base=base, teleportation=teleportation, lam=subtb_lambda)
-    return Objective(name, loss, options=options)
+    lam = {"subtb_lambda": subtb_lambda} if base == "subtb" else {}
+    return get_objective(f"oc-{base}", teleportation=teleportation, **lam)
