@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 from gflow.envs.molecules.fragments import Fragment
-from gflow.envs.rewards.seh import PARAMS_FILE
 from rdkit import Chem
 
 from gflow.bench.seh_frag import (
@@ -23,7 +22,6 @@ from gflow.bench.seh_frag import (
     train_fragments,
 )
 from gflow.cli import main
-from gflow.config import find_data
 
 FRAGMENTS = [
     Fragment("c1ccccc1", (0, 2, 4)),
@@ -99,10 +97,6 @@ def test_beta_distribution_errors_name_the_problem():
 
 
 def test_cli_writes_results_and_pngs(tmp_path):
-    try:
-        find_data(PARAMS_FILE)
-    except FileNotFoundError as err:
-        pytest.skip(f"sEH proxy weights not found: {err}")
     out = tmp_path / "run"
     code = main(
         [

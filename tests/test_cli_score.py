@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 
 import pytest
 import torch
 from gflow.envs.rewards import molecular_weight, normalize_mw, normalize_sa, qed, sa_score
 
 from gflow.cli import main
-from gflow.config import find_data
 
 LINES = ["CCO", "  c1ccccc1O  ", "not-a-smiles", "C1CC", "", "CC(=O)Nc1ccc(O)cc1 paracetamol"]
 BAD = {3: "not-a-smiles", 4: "C1CC", 5: ""}
@@ -62,12 +60,8 @@ def test_chem_scores_keep_input_text_and_flag_bad_lines(
     assert torch.allclose(_valid(rows)[1], normalize(expected), rtol=1e-6, atol=1e-7)
 
 
-def test_seh_scores_match_reference_and_normalize(capsys, tmp_path):
-    try:
-        reference = json.loads(find_data("seh/seh_reference_values.json").read_text())
-    except FileNotFoundError as err:
-        pytest.skip(f"sEH data folder not found ({err})")
-    entries = reference[:20]
+def test_seh_scores_match_reference_and_normalize(capsys, tmp_path, seh_reference):
+    entries = seh_reference[:20]
     path = tmp_path / "ref.smi"
     path.write_text("".join(entry["smiles"] + "\n" for entry in entries) + "C1CC\n")
     status, rows, err = _score(capsys, "seh", path, "--device", "cpu", "--batch-size", "7")

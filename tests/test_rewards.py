@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import json
 import os
 import pickle
 
@@ -29,7 +28,6 @@ from rdkit import Chem
 import gflow.config
 from gflow.config import find_data
 
-REFERENCE_FILE = "seh/seh_reference_values.json"
 # molecules covering every featurization rule: bond-less ones get a self edge, dative and
 # unspecified bonds get all-zero edge features, Z = 56 is the last atomic-number column
 ODD_SMILES = [
@@ -53,21 +51,14 @@ ODD_SMILES = [
 ]
 
 
-def _data(relative: str):
-    try:
-        return find_data(relative)
-    except FileNotFoundError as err:
-        pytest.skip(f"sEH data folder not found ({err})")
-
-
 @pytest.fixture(scope="module")
 def params_path():
-    return _data(PARAMS_FILE)
+    return find_data(PARAMS_FILE)
 
 
 @pytest.fixture(scope="module")
-def reference() -> list[dict]:
-    return json.loads(_data(REFERENCE_FILE).read_text())
+def reference(seh_reference) -> list[dict]:
+    return seh_reference
 
 
 @pytest.fixture(scope="module")
@@ -252,8 +243,8 @@ def test_missing_weights_say_how_to_supply_them(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match="nope.npz does not exist"):
         SEHProxy.from_file(tmp_path / "nope.npz")
     monkeypatch.delenv(gflow.config.DATA_ENV_VAR, raising=False)
-    monkeypatch.setattr(gflow.config, "SHARED_DIR", tmp_path / "shared")
-    monkeypatch.setattr(gflow.config, "CACHE_DIR", tmp_path / "cache")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(gflow.config, "bundled_dir", lambda: tmp_path / "bundled")
     with pytest.raises(FileNotFoundError, match=gflow.config.DATA_ENV_VAR):
         SEHProxy.from_file()
 
