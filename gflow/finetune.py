@@ -46,9 +46,11 @@ from gflow.env import Env, States
 from gflow.exact import StateGraph, terminal_distribution
 from gflow.objectives import Objective
 from gflow.policies.base import Policy, PolicyOutput
-from gflow.policies.mlp import MLPPolicy, mlp
+from gflow.policies.mlp import mlp
+from gflow.policies.registry import build_policy, policy_spec
+from gflow.run_config import ModelConfig, TrainConfig
 from gflow.sampling import Rollout, masked_log_softmax
-from gflow.training import TrainConfig, Trainer
+from gflow.training import Trainer
 
 
 @torch.no_grad()
@@ -146,7 +148,7 @@ class MarginalModel(Policy):
     """The fine-tuned sampler: an unconditional policy whose forward logits are log N(a | s),
     with the outcome posterior Q it trains with and the frozen pre-trained OC-GFN."""
 
-    def __init__(self, sampler: MLPPolicy, posterior: OutcomePosterior, pretrained: Policy):
+    def __init__(self, sampler: Policy, posterior: OutcomePosterior, pretrained: Policy):
         super().__init__()
         if getattr(sampler, "cond_dim", 0):
             raise ValueError("the fine-tuned sampler must be unconditional (cond_dim 0)")
@@ -245,35 +247,42 @@ class FinetuneOptions:
 
 
 def build_model(
-    env: Env, pretrained: MLPPolicy, config: TrainConfig, options: FinetuneOptions
+    env: Env,
+    pretrained: Policy,
+    options: FinetuneOptions,
+    model: ModelConfig | None = None,
+    device: torch.device | str = "cpu",
 ) -> MarginalModel:
-    """A fresh sampler of the config's size, its trunk and heads initialized from the pre-trained
-    network (the outcome columns of its input layer dropped), with a fresh outcome posterior."""
-    sampler = MLPPolicy(
-        env.feature_dim,
-        env.n_actions,
-        env.n_backward,
-        hidden=config.hidden,
-        layers=config.layers,
-        learn_pb=config.learn_pb,
-    ).to(config.device)
+    """A fresh unconditional sampler of the pre-trained policy's class (built by
+    `gflow.policies.registry`; `model` changes its size), its weights initialized from the
+    pre-trained network (the outcome-code input columns dropped), with a fresh outcome
+    posterior."""
+    if pretrained.spec is None:
+        raise ValueError("the pre-trained policy records no spec: build it with build_policy")
+    spec = pretrained.spec
+    sizes = {} if model is None else policy_spec(env, model).options
+    unconditional = spec.options | sizes | {"cond_dim": 0}
+    sampler = build_policy(env, replace(spec, options=unconditional), device)
     _transfer(pretrained, sampler)
     posterior = OutcomePosterior(
-        env.feature_dim, env.n_actions, pretrained.cond_dim, options.q_hidden
-    ).to(config.device)
+        env.feature_dim, env.n_actions, spec.options["cond_dim"], options.q_hidden
+    ).to(device)
     return MarginalModel(sampler, posterior, pretrained)
 
 
-def _transfer(pretrained: MLPPolicy, sampler: MLPPolicy) -> None:
-    """Copy every weight of matching shape; the first layer keeps its state-feature columns."""
+def _transfer(pretrained: Policy, sampler: Policy) -> None:
+    """Copy every weight of matching shape except log Z's; an input layer that also read the
+    outcome code (the code's columns come last) keeps its leading, state-input columns."""
     source = pretrained.state_dict()
     target = sampler.state_dict()
-    first = "trunk.0.0.weight"
     for name, value in target.items():
-        if name == first and name in source:
-            value.copy_(source[name][:, : value.shape[1]])
-        elif name in source and source[name].shape == value.shape and "log_z" not in name:
-            value.copy_(source[name])
+        if name not in source or "log_z" in name:
+            continue
+        have = source[name]
+        if have.shape == value.shape:
+            value.copy_(have)
+        elif value.dim() == have.dim() == 2 and have.shape[0] == value.shape[0]:
+            value.copy_(have[:, : value.shape[1]])
     sampler.load_state_dict(target)
 
 
@@ -299,18 +308,18 @@ class FinetuneTrainer(Trainer):
         self.codes = encode(candidates).to(torch.get_default_dtype())
         self.candidate_log_reward = env.log_reward(candidates).float()
 
-    def train_step(self) -> torch.Tensor:
-        """An amortized-loss step while distilling, an ordinary one afterwards."""
+    def loss(self, batch: Rollout) -> torch.Tensor:
+        """The amortized loss while distilling, the ordinary objective's afterwards (log Z first
+        set to the distilled marginal's at the switch)."""
         opt = self.options
         if self.step >= opt.distill_steps:
             if self.step == opt.distill_steps:
                 self._start_objective()
-            return super().train_step()
-        rollout = self.batch()
-        loss = amortized_loss(
+            return super().loss(batch)
+        return amortized_loss(
             self.env,
             self.policy,
-            rollout,
+            batch,
             self.encode,
             self.codes,
             self.candidate_log_reward,
@@ -318,15 +327,11 @@ class FinetuneTrainer(Trainer):
             opt.q_temperature,
             opt.q_epsilon,
         )
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"non-finite amortized loss at step {self.step + 1}; try a lower learning rate"
-            )
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        self.step += 1
-        return loss.detach()
+
+    def metrics(self) -> dict[str, Any]:
+        """The run's summary; `policy` is the fine-tuned sampler's spec."""
+        spec = self.policy.sampler.spec
+        return super().metrics() | {"policy": None if spec is None else spec.record()}
 
     @torch.no_grad()
     def _start_objective(self) -> None:

@@ -1,5 +1,6 @@
 """Reward-free pre-training of an outcome-conditioned GFlowNet (OC-GFN, Pan et al. 2024) in the
-training loop of `gflow.training`: same checkpoints, logging and resume.
+training loop of `gflow.training` (its `batch` and `evaluate` parts): same checkpoints, logging
+and resume (`gflow.training.start_or_resume`).
 
 Each step draws `batch_size` target outcomes y from the pool and builds a contrastive batch:
 
@@ -21,14 +22,13 @@ from typing import Any
 
 import torch
 
-from gflow.checkpoint import load_checkpoint, seed_everything
 from gflow.exact import state_graph
 from gflow.objectives import Objective
 from gflow.outcome import OutcomeEnv, explore, relabel, success_rates, terminal_objects
 from gflow.policies.base import Policy
 from gflow.replay import cat_rollouts
 from gflow.sampling import Rollout, sample_backward, sample_forward
-from gflow.training import CHECKPOINT, TrainConfig, Trainer
+from gflow.training import TrainConfig, Trainer
 
 
 @dataclass(frozen=True)
@@ -112,15 +112,12 @@ class PretrainTrainer(Trainer):
             pool.add(online.terminal)
         return cat_rollouts(env, parts)
 
-    def evaluate(self) -> dict[str, float]:
+    def evaluate(self) -> dict[str, float] | None:
         """Exact probability of reaching each outcome: mean and minimum over the objects (all of
-        them, or `EVAL_OUTCOMES` of them)."""
-        report = success_summary(
-            success_rates(self.graph, self.env, self.policy, self.eval_outcomes)
-        )
-        entry = {"step": self.step, "seconds": self.seconds, "train_seconds": self.train_seconds}
-        self.eval_history.append(entry | report)
-        return report
+        them, or `EVAL_OUTCOMES` of them); None where the environment cannot be enumerated."""
+        if self.eval_outcomes is None:
+            return None
+        return success_summary(success_rates(self.graph, self.env, self.policy, self.eval_outcomes))
 
     def state_dict(self) -> dict[str, Any]:
         """The training loop's checkpoint plus the outcome pool."""
@@ -130,23 +127,6 @@ class PretrainTrainer(Trainer):
         """Continue a run, outcome pool included."""
         super().load_state_dict(state, source)
         self.env.conditioning.pool.load_state_dict(state["outcome_pool"])
-
-
-def start_or_resume(
-    trainer: Trainer, resume: bool | None = None, quiet: bool = False
-) -> dict[str, Any]:
-    """Run a trainer the way `gflow.training.train` runs its own: continue from the output
-    folder's checkpoint when one exists (`resume=None`), must (`True`) or must not (`False`);
-    a fresh run first seeds every generator with the config's seed."""
-    path = None if trainer.out is None else trainer.out / CHECKPOINT
-    if resume and (path is None or not path.exists()):
-        raise FileNotFoundError(f"cannot resume: no checkpoint at {path or '(no output folder)'}")
-    if path is not None and path.exists() and resume is not False:
-        state = load_checkpoint(path, trainer.config.device)
-        trainer.load_state_dict(state, source=str(path))
-    else:
-        seed_everything(trainer.config.seed)
-    return trainer.run(quiet)
 
 
 def success_summary(rates: torch.Tensor) -> dict[str, float]:

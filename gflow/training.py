@@ -1,11 +1,15 @@
 """The training loop: sample, score, loss, step; with replay, progress, TensorBoard scalars,
-exact evaluation, checkpoints and exact resume."""
+evaluation, checkpoints and exact resume. One `Trainer` runs every kind of training: its parts
+(`batch`, `loss`, `evaluate`) are overridable, `run` takes callbacks and a stop condition, and
+`start_or_resume` starts a run afresh or continues it from its checkpoint."""
 
 from __future__ import annotations
 
+import os
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +17,10 @@ import torch
 from tqdm import tqdm
 
 from gflow.checkpoint import (
+    CHECKPOINT,
+    announce_resume,
     load_checkpoint,
+    open_run,
     rng_state,
     save_checkpoint,
     save_json,
@@ -22,86 +29,27 @@ from gflow.checkpoint import (
 )
 from gflow.env import Env
 from gflow.exact import exact_report, state_graph
-from gflow.objectives import Objective, get_objective
-from gflow.objectives.order_preserving import Prefer
+from gflow.guards import LogitsError, RewardError, at_step, loss_error
+from gflow.objectives import Objective
 from gflow.policies.base import Policy
-from gflow.policies.mlp import MLPPolicy
+from gflow.policies.registry import build_policy, restore_policy
 from gflow.replay import ReplayBuffer, cat_rollouts
+from gflow.run_config import RESUMABLE, ModelConfig, TrainConfig
 from gflow.sampling import Rollout, sample_backward, sample_forward
 from gflow.scoring import score
 
-CHECKPOINT = "checkpoint.pt"
+__all__ = [
+    "Callback",
+    "ModelConfig",
+    "TrainConfig",
+    "Trainer",
+    "build_policy",
+    "load_policy",
+    "start_or_resume",
+    "train",
+]
+
 METRICS = "metrics.json"
-INCOMPLETE_OK = ("fl-db", "fl-subtb", "db", "subtb")
-"""Objectives that learn from incomplete trajectories (rollouts cut by `max_steps`)."""
-RESUMABLE = ("steps", "checkpoint_every", "eval_every", "log_every", "device", "out")
-"""Config fields a resumed run may change; every other field must match the checkpoint."""
-
-
-@dataclass
-class TrainConfig:
-    """Everything that defines a training run besides the environment."""
-
-    steps: int = 1000
-    batch_size: int = 16
-    lr: float = 1e-3
-    lr_log_z: float = 1e-1
-    epsilon: float = 0.0
-    temperature: float = 1.0
-    replay_capacity: int = 0
-    """Replay buffer size; 0 turns replay off."""
-    replay_fraction: float = 0.5
-    """Share of each batch traced backward from replayed objects, once the buffer has enough."""
-    checkpoint_every: int = 1000
-    """Steps between checkpoints (0: only at the end); needs `out`."""
-    eval_every: int = 500
-    """Steps between exact evaluations (0: only at the end); enumerable, unconditional envs."""
-    log_every: int = 100
-    seed: int = 0
-    device: str = "cpu"
-    hidden: int = 256
-    layers: int = 2
-    learn_pb: bool = False
-    subtb_lambda: float = 0.9
-    objective: str = "tb"
-    max_steps: int | None = None
-    """Cut rollouts after this many transitions (incomplete trajectories); None: never."""
-    op_lambda: float = 0.1
-    """Weight of the order loss next to the balance loss (op-db, op-subtb)."""
-    op_pairwise: bool = False
-    """Order-preserving objectives use the pairwise order loss."""
-    op_backward_kl: float = 0.0
-    """Weight of KL(uniform || P_B) in order-preserving objectives (with a learned P_B)."""
-    top_k: int = 100
-    """Track the best `top_k` distinct objects sampled and the number of distinct objects
-    (unconditional envs); 0 turns it off."""
-    out: str | None = None
-    """Folder for checkpoint.pt, metrics.json and tb/; None keeps the run in memory."""
-
-    def __post_init__(self) -> None:
-        at_least = {"steps": 1, "batch_size": 1, "hidden": 1, "layers": 1, "replay_capacity": 0}
-        at_least |= {"checkpoint_every": 0, "eval_every": 0, "log_every": 1, "top_k": 0}
-        at_least |= {"max_steps": 1} if self.max_steps is not None else {}
-        for name, low in at_least.items():
-            if getattr(self, name) < low:
-                raise ValueError(f"{name} must be >= {low}, got {getattr(self, name)}")
-        for name in ("lr", "lr_log_z", "temperature"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        if not 0 <= self.epsilon <= 1:
-            raise ValueError(f"epsilon must be in [0, 1], got {self.epsilon}")
-        if not 0 <= self.replay_fraction < 1:
-            raise ValueError(f"replay_fraction must be in [0, 1), got {self.replay_fraction}")
-        if not 0 < self.subtb_lambda:
-            raise ValueError(f"subtb_lambda must be > 0, got {self.subtb_lambda}")
-        for name in ("op_lambda", "op_backward_kl"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.max_steps is not None and self.objective not in INCOMPLETE_OK:
-            raise ValueError(
-                f"max_steps cuts trajectories, which objective {self.objective!r} cannot learn "
-                f"from; use one of {', '.join(INCOMPLETE_OK)}"
-            )
 
 
 class TopObjects:
@@ -142,61 +90,11 @@ def _conditional(env: Env) -> bool:
     return bool(getattr(env, "conditional", False))
 
 
-def _graph_env(env: Env) -> Env | None:
-    """The graph environment (one with a `forward_layout`) that `env` is or wraps, if any."""
-    while not hasattr(env, "forward_layout"):
-        env = getattr(env, "env", None)
-        if env is None:
-            return None
-    return env
-
-
 def exact_target(env: Env) -> Env:
     """The environment whose reward exact evaluation targets: inside a symmetry correction
     (`gflow.envs.graph_symmetry.SymmetryCorrected`, recognised by its `correction`) the uncorrected
     one, since the sampler trained on R(x) |Aut(x)| targets R over isomorphism classes."""
     return env.env if callable(getattr(env, "correction", None)) else env
-
-
-def build_policy(env: Env, config: TrainConfig) -> Policy:
-    """The policy a config describes, on the config's device: a graph transformer for graph
-    environments, else an MLP; conditional when the env is."""
-    cond_dim = env.conditioning.cond_dim if _conditional(env) else 0
-    graph_env = _graph_env(env)
-    if graph_env is not None:
-        from gflow.policies.graph_transformer import GraphTransformerPolicy
-
-        policy: Policy = GraphTransformerPolicy.for_env(
-            graph_env,
-            hidden=config.hidden,
-            layers=config.layers,
-            cond_dim=cond_dim,
-            learn_pb=config.learn_pb,
-        )
-    else:
-        policy = MLPPolicy(
-            env.feature_dim,
-            env.n_actions,
-            env.n_backward,
-            hidden=config.hidden,
-            layers=config.layers,
-            cond_dim=cond_dim,
-            learn_pb=config.learn_pb,
-        )
-    return policy.to(config.device)
-
-
-def build_objective(config: TrainConfig, prefer: Prefer | None = None) -> Objective:
-    """The objective a config names, with its options; `prefer` is the comparison of objective
-    vectors for order-preserving objectives (default: Pareto dominance)."""
-    return get_objective(
-        config.objective,
-        subtb_lambda=config.subtb_lambda,
-        op_lambda=config.op_lambda,
-        prefer=prefer,
-        pairwise=config.op_pairwise,
-        backward_kl=config.op_backward_kl,
-    )
 
 
 def build_optimizer(policy: Policy, config: TrainConfig) -> torch.optim.Adam:
@@ -212,8 +110,33 @@ def build_optimizer(policy: Policy, config: TrainConfig) -> torch.optim.Adam:
         return torch.optim.Adam(groups)
 
 
+class Callback:
+    """Something `Trainer.run` tells about its progress; override the events you need. Each
+    runs outside the training clock (`train_seconds`)."""
+
+    def after_step(self, trainer: Trainer, loss: torch.Tensor, batch: Rollout) -> None:
+        """After each optimizer step (`trainer.step` counts it) with its detached loss and the
+        batch it trained on."""
+
+    def after_evaluate(self, trainer: Trainer, entry: dict[str, Any]) -> None:
+        """After each evaluation, with the entry just appended to `trainer.eval_history` (the
+        callback may add keys to it)."""
+
+    def at_checkpoint(self, trainer: Trainer, path: Path) -> None:
+        """After each checkpoint written to `path`."""
+
+
+Until = Callable[["Trainer"], bool]
+"""A stop condition, asked after each step (and its callbacks): True ends the run there."""
+
+
 class Trainer:
-    """One training run: holds the optimizer, replay buffer, step count, clocks and history."""
+    """One training run: holds the optimizer, replay buffer, step count, clocks and history.
+
+    A step is `batch()` (the rollouts to learn from), `loss(batch)` (score them and apply the
+    objective) and an optimizer step; `evaluate()` measures the sampler. Subclasses override
+    these parts; `run` drives them with callbacks and a stop condition.
+    """
 
     def __init__(
         self,
@@ -223,9 +146,10 @@ class Trainer:
         config: TrainConfig,
         env_info: dict[str, Any] | None = None,
     ):
-        if objective.name != config.objective:
+        if config.max_steps is not None and not objective.incomplete_ok:
             raise ValueError(
-                f"objective {objective.name!r} differs from the config's {config.objective!r}"
+                f"max_steps cuts trajectories, which objective {objective.name!r} cannot learn "
+                "from; use one that learns from incomplete trajectories (db, subtb, fl-db, ...)"
             )
         self.env, self.policy, self.objective, self.config = env, policy, objective, config
         self.env_info = env_info or {"name": type(env).__name__, "options": {}}
@@ -240,9 +164,10 @@ class Trainer:
         self.step = 0
         self.seconds = 0.0
         self.train_seconds = 0.0
-        self.eval_history: list[dict[str, float]] = []
-        self.loss_history: list[dict[str, float]] = []
+        self.eval_history: list[dict[str, Any]] = []
+        self.loss_history: list[dict[str, Any]] = []
         self.last_loss: float | None = None
+        self.last_batch: Rollout | None = None
 
     def batch(self) -> Rollout:
         """One training batch: on-policy rollouts, plus replayed objects traced backward."""
@@ -269,56 +194,52 @@ class Trainer:
         replayed = sample_backward(env, self.policy, states, cond, log_reward)
         return cat_rollouts(env, [online, replayed])
 
-    def train_step(self) -> torch.Tensor:
-        """Sample, score, loss, optimizer step; the loss (detached). A non-finite loss raises."""
+    def loss(self, batch: Rollout) -> torch.Tensor:
+        """The objective's loss on a batch, scored with what the objective needs."""
         obj = self.objective
-        traj = score(
-            self.env,
-            self.policy,
-            self.batch(),
-            flow_matching=obj.flow_matching,
-            forward_looking=obj.forward_looking,
-            order_preserving=obj.order_preserving,
-        )
-        loss = obj.loss(traj)
+        return obj.loss(score(self.env, self.policy, batch, obj.needs))
+
+    def train_step(self) -> torch.Tensor:
+        """`batch`, `loss`, optimizer step; the loss (detached). A non-finite loss raises
+        before any update."""
+        batch = self.batch()
+        loss = self.loss(batch)
         if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"non-finite loss ({float(loss.detach())}) at step {self.step + 1}: no update "
-                "was made; try a lower learning rate"
-            )
+            raise at_step(loss_error(loss, batch.log_reward, self.policy, self.env), self.step + 1)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         self.step += 1
+        self.last_batch = batch
         return loss.detach()
 
     def object_stats(self) -> dict[str, float | int | None]:
         """`TopObjects.stats` of the sampled training rollouts so far; empty when not tracked."""
         return {} if self.top is None else self.top.stats()
 
-    def evaluate(self) -> dict[str, float]:
-        """Exact distribution errors against `exact_target(env)` now, appended to the eval
-        history (enumerable envs only)."""
-        report = exact_report(
-            self.target, self.policy, self.graph, flow_matching=self.objective.flow_matching
-        )
-        entry = {"step": self.step, "seconds": self.seconds, "train_seconds": self.train_seconds}
-        self.eval_history.append(entry | report)
-        return report
+    def evaluate(self) -> dict[str, float] | None:
+        """Measures of the sampler now; by default the exact distribution errors against
+        `exact_target(env)` (enumerable, unconditional envs), None where there is nothing to
+        measure. `run` records them in the eval history."""
+        if self.graph is None:
+            return None
+        return exact_report(self.target, self.policy, self.graph, log_z=self.objective.log_z)
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue this run exactly."""
+        spec = self.policy.spec
         return {
-            "format": 1,
+            "format": 2,
             "step": self.step,
             "policy": self.policy.state_dict(),
+            "policy_spec": None if spec is None else spec.record(),
             "optimizer": self.optimizer.state_dict(),
             "rng": rng_state(),
             "replay": None if self.buffer is None else self.buffer.state_dict(),
             "top": None if self.top is None else self.top.state_dict(),
             "config": asdict(self.config),
             "env": self.env_info,
-            "objective": {"name": self.objective.name, "options": self.objective.options},
+            "objective": self._objective_record(),
             "seconds": self.seconds,
             "train_seconds": self.train_seconds,
             "eval_history": self.eval_history,
@@ -341,6 +262,10 @@ class Trainer:
         self.eval_history, self.loss_history = state["eval_history"], state["loss_history"]
         self.last_loss = state["last_loss"]
 
+    def _objective_record(self) -> dict[str, Any]:
+        """The objective's name and options, as checkpoints and metrics record them."""
+        return {"name": self.objective.name, "options": self.objective.options}
+
     def _check_compatible(self, state: dict[str, Any], source: str) -> None:
         ours = asdict(self.config)
         theirs = state["config"]
@@ -351,23 +276,28 @@ class Trainer:
         ]
         if state["env"] != self.env_info:
             diffs.append(f"environment {state['env']} there, {self.env_info} here")
-        objective = {"name": self.objective.name, "options": self.objective.options}
+        objective = self._objective_record()
         if state["objective"] != objective:
             diffs.append(f"objective {state['objective']} there, {objective} here")
+        spec = None if self.policy.spec is None else self.policy.spec.record()
+        if spec is not None and state.get("policy_spec") not in (None, spec):
+            diffs.append(f"policy {state['policy_spec']} there, {spec} here")
         if diffs:
             raise ValueError(
                 f"{source} was made with a different configuration ({'; '.join(diffs)}); "
-                "use another output folder or delete it"
+                "use another output folder, or --restart to move this run aside"
             )
 
     def metrics(self) -> dict[str, Any]:
         """The run's summary: throughput, final loss, exact errors, histories, configuration."""
         last_eval = self.eval_history[-1] if self.eval_history else {}
         rate = self.step / self.train_seconds if self.train_seconds > 0 else None
+        spec = self.policy.spec
         return {
             "env": self.env_info,
             "objective": self.objective.name,
             "objective_options": self.objective.options,
+            "policy": None if spec is None else spec.record(),
             "config": asdict(self.config),
             "steps": self.step,
             "seconds": self.seconds,
@@ -382,14 +312,24 @@ class Trainer:
             "last_loss": self.last_loss,
         }
 
-    def save(self) -> None:
-        """Write checkpoint.pt and metrics.json into the output folder, atomically."""
-        if self.out is not None:
-            save_checkpoint(self.out / CHECKPOINT, self.state_dict())
-            save_json(self.out / METRICS, self.metrics())
+    def save(self) -> Path | None:
+        """Write checkpoint.pt and metrics.json into the output folder, atomically; the
+        checkpoint's path (None without an output folder)."""
+        if self.out is None:
+            return None
+        save_checkpoint(self.out / CHECKPOINT, self.state_dict())
+        save_json(self.out / METRICS, self.metrics())
+        return self.out / CHECKPOINT
 
-    def run(self, quiet: bool = False) -> dict[str, Any]:
-        """Train up to `config.steps`, then evaluate, checkpoint and return the metrics."""
+    def run(
+        self,
+        quiet: bool = False,
+        until: Until | None = None,
+        callbacks: Sequence[Callback] = (),
+    ) -> dict[str, Any]:
+        """Train up to `config.steps` (or until `until(trainer)` says stop), evaluating and
+        checkpointing on the config's periods and telling `callbacks`; then evaluate,
+        checkpoint and return the metrics."""
         cfg = self.config
         writer = self._writer()
         bar = tqdm(
@@ -411,34 +351,59 @@ class Trainer:
         loss = None
         try:
             while self.step < cfg.steps:
-                loss = self.train_step()
+                try:
+                    loss = self.train_step()
+                except (RewardError, LogitsError) as err:
+                    raise at_step(err, self.step + 1) from err
                 bar.update()
                 step = self.step
                 if step % cfg.log_every == 0:
                     clock()
                     self._log(float(loss), writer, bar)
-                evaluating = self.graph is not None and _due(step, cfg.eval_every)
+                evaluating = _due(step, cfg.eval_every)
                 saving = self.out is not None and _due(step, cfg.checkpoint_every)
-                if evaluating or saving:
+                if callbacks or evaluating or saving:
                     paused = clock()
+                    for callback in callbacks:
+                        callback.after_step(self, loss, self.last_batch)
                     if evaluating:
-                        self._log_eval(self.evaluate(), writer)
+                        self._evaluate(writer, callbacks)
                     if saving:
-                        self.save()
+                        self._save(callbacks)
                     overhead += time.perf_counter() - paused
+                if until is not None and until(self):
+                    break
             clock()
             if loss is not None:
                 self.last_loss = float(loss)
-            if self.graph is not None and (
-                not self.eval_history or self.eval_history[-1]["step"] != self.step
-            ):
-                self._log_eval(self.evaluate(), writer)
-            self.save()
+            if not self.eval_history or self.eval_history[-1]["step"] != self.step:
+                self._evaluate(writer, callbacks)
+            self._save(callbacks)
         finally:
             bar.close()
             if writer is not None:
                 writer.close()
         return self.metrics()
+
+    def _evaluate(self, writer: Any, callbacks: Sequence[Callback]) -> None:
+        """Evaluate now; record, log and announce the report (if any)."""
+        report = self.evaluate()
+        if report is None:
+            return
+        entry = {"step": self.step, "seconds": self.seconds, "train_seconds": self.train_seconds}
+        self.eval_history.append(entry | report)
+        if writer is not None:
+            for key, value in report.items():
+                writer.add_scalar(f"eval/{key}", value, self.step)
+        for callback in callbacks:
+            callback.after_evaluate(self, self.eval_history[-1])
+
+    def _save(self, callbacks: Sequence[Callback]) -> None:
+        """Checkpoint now and announce it (without an output folder, nothing happens)."""
+        path = self.save()
+        if path is not None:
+            for callback in callbacks:
+                callback.at_checkpoint(self, path)
 
     def _writer(self) -> Any:
         """A TensorBoard writer into OUT/tb, dropping events past the resumed step."""
@@ -463,15 +428,34 @@ class Trainer:
                 rate = self.step / self.train_seconds
                 writer.add_scalar("train/iterations_per_second", rate, self.step)
 
-    def _log_eval(self, report: dict[str, float], writer: Any) -> None:
-        if writer is not None:
-            for key, value in report.items():
-                writer.add_scalar(f"eval/{key}", value, self.step)
-
 
 def _due(step: int, every: int) -> bool:
     """Whether a periodic action (0: never) falls on `step`."""
     return every > 0 and step % every == 0
+
+
+def start_or_resume(
+    trainer: Trainer,
+    resume: bool | None = None,
+    quiet: bool = False,
+    until: Until | None = None,
+    callbacks: Sequence[Callback] = (),
+    restart: bool = False,
+) -> dict[str, Any]:
+    """Run a trainer from its start or from its checkpoint, and return the metrics.
+
+    A fresh run seeds every generator with `config.seed` before its first step. With an output
+    folder holding a checkpoint, the run continues from it (`resume=None`: when one exists;
+    `True`: one must exist; `False`: start afresh), ending exactly where an uninterrupted run
+    with the same seed would; `restart` first moves an existing output folder aside.
+    """
+    state = open_run(trainer.out, trainer.config.device, resume, restart)
+    if state is not None:
+        trainer.load_state_dict(state, source=f"{trainer.out}/{CHECKPOINT}")
+        announce_resume(trainer.out, trainer.step, trainer.config.steps)
+    else:
+        seed_everything(trainer.config.seed)
+    return trainer.run(quiet, until, callbacks)
 
 
 def train(
@@ -483,20 +467,24 @@ def train(
     env_info: dict[str, Any] | None = None,
     quiet: bool = False,
     resume: bool | None = None,
+    until: Until | None = None,
+    callbacks: Sequence[Callback] = (),
+    restart: bool = False,
 ) -> dict[str, Any]:
-    """Train `policy` on `env` with `objective` and return the metrics.
-
-    A fresh run seeds every generator with `config.seed` before its first step. With an output
-    folder holding a checkpoint, the run continues from it (`resume=None`: when one exists;
-    `True`: one must exist; `False`: start afresh), ending exactly where an uninterrupted run
-    with the same seed would.
-    """
+    """Train `policy` on `env` with `objective` (any `Objective`, built-in or the user's) and
+    return the metrics; see `start_or_resume` for seeding, resuming and restarting,
+    `Trainer.run` for `until` and `callbacks`."""
     trainer = Trainer(env, policy, objective, config, env_info)
-    path = None if trainer.out is None else trainer.out / CHECKPOINT
-    if resume and (path is None or not path.exists()):
-        raise FileNotFoundError(f"cannot resume: no checkpoint at {path or '(no output folder)'}")
-    if path is not None and path.exists() and resume is not False:
-        trainer.load_state_dict(load_checkpoint(path, config.device), source=str(path))
-    else:
-        seed_everything(config.seed)
-    return trainer.run(quiet)
+    return start_or_resume(trainer, resume, quiet, until, callbacks, restart)
+
+
+def load_policy(
+    source: str | os.PathLike, env: Env, device: torch.device | str = "cpu"
+) -> Policy:
+    """The trained policy of a checkpoint (its file, or the run folder holding checkpoint.pt),
+    rebuilt for `env` whatever its class (see `gflow.policies.registry`)."""
+    path = Path(source)
+    path = path / CHECKPOINT if path.is_dir() else path
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    return restore_policy(load_checkpoint(path, device), env, device, str(path))

@@ -10,7 +10,8 @@ from gflow.envs.sets import SetGeneration
 from test_cli_train import QUIET, call
 
 from gflow.checkpoint import seed_everything
-from gflow.training import TrainConfig, Trainer, build_objective, build_policy
+from gflow.objectives import get_objective
+from gflow.training import ModelConfig, TrainConfig, Trainer, build_policy
 
 SETS = ["sets", "--universe", "6", "--set-size", "3", "--hidden", "16", "--eval-every", "0"]
 
@@ -44,7 +45,8 @@ def test_order_options_reach_the_objective(tmp_path, capsys):
         "pairwise": True,
         "backward_kl": 0.5,
     }
-    assert metrics["config"]["op_lambda"] == 0.3 and metrics["config"]["op_pairwise"]
+    options = metrics["objective_options"]
+    assert options["op_lambda"] == 0.3 and options["pairwise"]
 
 
 def test_max_steps_trains_forward_looking_on_incomplete_trajectories(tmp_path, capsys):
@@ -71,8 +73,9 @@ def test_bad_objective_options_are_one_line_errors(options, message, tmp_path, c
 
 def test_batches_are_cut_after_max_steps():
     env = SetGeneration(8, 5)
-    config = TrainConfig(batch_size=6, hidden=16, objective="fl-db", max_steps=3)
-    trainer = Trainer(env, build_policy(env, config), build_objective(config), config)
+    config = TrainConfig(batch_size=6, max_steps=3)
+    policy = build_policy(env, ModelConfig(hidden=16))
+    trainer = Trainer(env, policy, get_objective("fl-db"), config)
     rollout = trainer.batch()
     assert (rollout.lengths == 3).all() and not rollout.done.any()
     assert trainer.train_step() > 0
@@ -81,8 +84,9 @@ def test_batches_are_cut_after_max_steps():
 def test_top_k_tracks_the_best_distinct_objects_sampled():
     seed_everything(0)
     env = HyperGrid(2, 5, r0=0.1)
-    config = TrainConfig(batch_size=8, hidden=16, top_k=3, epsilon=0.5)
-    trainer = Trainer(env, build_policy(env, config), build_objective(config), config)
+    config = TrainConfig(batch_size=8, top_k=3, epsilon=0.5)
+    policy = build_policy(env, ModelConfig(hidden=16))
+    trainer = Trainer(env, policy, get_objective("tb"), config)
     rewards = {}
     for _ in range(5):
         rollout = trainer.batch()

@@ -77,7 +77,7 @@ def test_metrics_contract(tmp_path, capsys):
     for key in ("exact_tv", "exact_l1", "exact_jsd", "log_z_error"):
         assert 0 <= metrics[key] < float("inf"), key
     assert [e["step"] for e in metrics["eval_history"]] == [5, 10, 12]
-    assert metrics["config"]["hidden"] == 16 and metrics["config"]["batch_size"] == 16
+    assert metrics["policy"]["options"]["hidden"] == 16 and metrics["config"]["batch_size"] == 16
     assert "exact TV" in out and len(out.strip().splitlines()) == 1
     assert (out_dir / "checkpoint.pt").is_file() and (out_dir / "tb").is_dir()
 

@@ -33,12 +33,12 @@ from gflow.outcome import (
     terminal_objects,
 )
 from gflow.policies.mlp import MLPPolicy
-from gflow.pretrain import PretrainOptions, PretrainTrainer, start_or_resume
+from gflow.pretrain import PretrainOptions, PretrainTrainer
 from gflow.sampling import masked_log_softmax, sample_forward
-from gflow.training import TrainConfig, build_policy
+from gflow.training import ModelConfig, TrainConfig, build_policy, start_or_resume
 from gflow.trajectories import Trajectories
 
-FAST = dict(batch_size=16, hidden=64, lr=5e-3, lr_log_z=5e-2, epsilon=0.05, top_k=0)
+FAST = dict(batch_size=16, lr=5e-3, lr_log_z=5e-2, epsilon=0.05, top_k=0)
 
 
 def conditional_policy(env, hidden=32):
@@ -153,11 +153,11 @@ def test_success_rates_agree_with_sampling():
         assert abs(float(hits) - float(rate)) < 4 * math.sqrt(0.25 / n) + 1e-3
 
 
-def pretrain(env, steps, objective=None, options=None, **changes):
+def pretrain(env, steps, objective=None, options=None, hidden=64, **changes):
     objective = objective or outcome_objective("db")
-    config = TrainConfig(steps=steps, objective=objective.name, eval_every=0, **(FAST | changes))
+    config = TrainConfig(steps=steps, eval_every=0, **(FAST | changes))
     seed_everything(config.seed)
-    policy = build_policy(env, config)
+    policy = build_policy(env, ModelConfig(hidden=hidden), config.device)
     trainer = PretrainTrainer(env, policy, objective, config, options)
     return policy, start_or_resume(trainer, quiet=True)
 
@@ -219,10 +219,10 @@ def test_finetuning_reaches_the_new_reward(pretrained, samples):
     # samples 4: the amortized predictor (N, Q) of the paper; 0: log N on the exact sum
     env, policy, _ = pretrained
     base = env.env
-    config = TrainConfig(steps=300, objective="tb", eval_every=50, **FAST)
+    config = TrainConfig(steps=300, eval_every=50, **FAST)
     options = FinetuneOptions(distill_steps=200, samples=samples)
     seed_everything(1)
-    model = build_model(base, policy, config, options)
+    model = build_model(base, policy, options, ModelConfig(hidden=64), config.device)
     trainer = FinetuneTrainer(
         base,
         model,
@@ -243,8 +243,7 @@ def test_finetuning_reaches_the_new_reward(pretrained, samples):
 
 def test_sampler_starts_from_the_pretrained_network(pretrained):
     env, policy, _ = pretrained
-    config = TrainConfig(hidden=64, layers=2)
-    model = build_model(env.env, policy, config, FinetuneOptions())
+    model = build_model(env.env, policy, FinetuneOptions(), ModelConfig(hidden=64, layers=2))
     first = model.sampler.trunk[0][0].weight
     assert torch.equal(first, policy.trunk[0][0].weight[:, : env.feature_dim])
     assert torch.equal(model.sampler.forward_head.weight, policy.forward_head.weight)
@@ -255,13 +254,13 @@ def test_sampler_starts_from_the_pretrained_network(pretrained):
 
 def test_bad_training_setups_are_named():
     env = HyperGrid(2, 3)
-    config = TrainConfig(objective="oc-db")
+    config = TrainConfig()
     with pytest.raises(ValueError, match="needs an OutcomeEnv"):
-        PretrainTrainer(env, build_policy(env, config), outcome_objective(), config)
+        PretrainTrainer(env, build_policy(env), outcome_objective(), config)
     oenv = outcome_env(env, enumerate_outcomes=True)
-    replay = TrainConfig(objective="oc-db", replay_capacity=4)
+    replay = TrainConfig(replay_capacity=4)
     with pytest.raises(ValueError, match="set replay off"):
-        PretrainTrainer(oenv, build_policy(oenv, replay), outcome_objective(), replay)
+        PretrainTrainer(oenv, build_policy(oenv), outcome_objective(), replay)
     with pytest.raises(ValueError, match="enable positives"):
         PretrainOptions(positives=False, swapped=True)
     with pytest.raises(ValueError, match="q_epsilon"):
@@ -312,7 +311,8 @@ def test_cli_pretrain_then_finetune(tmp_path, capsys, monkeypatch):
     code, out, err = call(argv, capsys, monkeypatch)
     assert code == 0, err
     metrics = json.loads((fine / "metrics.json").read_text())
-    assert metrics["steps"] == 10 and metrics["config"]["hidden"] == 16 and "exact_tv" in metrics
+    hidden = metrics["policy"]["options"]["hidden"]
+    assert metrics["steps"] == 10 and hidden == 16 and "exact_tv" in metrics
     assert metrics["objective_options"]["distill_steps"] == 6
     bad = [
         ["pretrain", *grid, "--objective", "fm", "--out", str(tmp_path / "x"), *quiet],

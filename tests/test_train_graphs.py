@@ -12,8 +12,9 @@ from gflow.checkpoint import seed_everything
 from gflow.cli import main
 from gflow.conditioning import ConditionalEnv, Conditioning, TemperatureDistribution
 from gflow.exact import exact_report, state_graph, target_distribution
+from gflow.objectives import get_objective
 from gflow.policies.graph_transformer import GraphTransformerPolicy
-from gflow.training import TrainConfig, Trainer, build_objective, build_policy, train
+from gflow.training import ModelConfig, TrainConfig, Trainer, build_policy, train
 
 QUIET = ["--quiet", "--device", "cpu", "--threads", "1"]
 
@@ -25,7 +26,7 @@ def edge_reward(states):
 
 def test_build_policy_picks_the_graph_transformer_through_wrappers():
     env = GraphEnv(node_types=2, max_nodes=3)
-    config = TrainConfig(hidden=16, layers=1, learn_pb=True)
+    config = ModelConfig(hidden=16, layers=1, learn_pb=True)
     conditioning = Conditioning(temperature=TemperatureDistribution("uniform", (1.0, 4.0)))
     wrapped = SymmetryCorrected(ConditionalEnv(env, conditioning))
     policy = build_policy(wrapped, config)
@@ -38,17 +39,17 @@ def test_build_policy_picks_the_graph_transformer_through_wrappers():
 def test_symmetry_corrected_run_is_evaluated_against_the_uncorrected_target():
     env = GraphEnv(node_types=1, max_nodes=3, log_reward_fn=edge_reward)
     corrected = SymmetryCorrected(env)
-    config = TrainConfig(steps=3, batch_size=4, hidden=16, layers=1, eval_every=0, top_k=0)
+    config = TrainConfig(steps=3, batch_size=4, eval_every=0, top_k=0)
     seed_everything(0)
-    policy = build_policy(corrected, config)
-    metrics = train(corrected, policy, build_objective(config), config, quiet=True)
+    policy = build_policy(corrected, ModelConfig(hidden=16, layers=1))
+    metrics = train(corrected, policy, get_objective("tb"), config, quiet=True)
     graph = state_graph(env)
     _, true_log_z = target_distribution(graph, env)
     _, corrected_log_z = target_distribution(graph, corrected)
     assert abs(true_log_z - corrected_log_z) > 0.1
     assert metrics["true_log_z"] == pytest.approx(true_log_z)
     assert metrics["exact_tv"] == pytest.approx(exact_report(env, policy, graph)["exact_tv"])
-    assert Trainer(corrected, policy, build_objective(config), config).target is env
+    assert Trainer(corrected, policy, get_objective("tb"), config).target is env
 
 
 def call(argv, capsys):

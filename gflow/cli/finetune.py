@@ -7,21 +7,16 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from gflow.checkpoint import load_checkpoint, seed_everything
 from gflow.cli import Parser, UsageError
-from gflow.cli.pretrain import prepare, train_config
-from gflow.cli.train import _training_options
-from gflow.env import Env, States
-from gflow.envs.registry import ENVIRONMENTS, EnvSpec
-from gflow.finetune import FinetuneOptions, FinetuneTrainer, build_model
-from gflow.outcome import terminal_objects
-from gflow.policies.mlp import MLPPolicy
-from gflow.pretrain import start_or_resume
-from gflow.training import CHECKPOINT, METRICS, build_objective
+from gflow.cli.pretrain import prepare
+from gflow.cli.train import _training_options, config_from_args, objective_from_args
+
+if TYPE_CHECKING:
+    from gflow.env import Env, States
+    from gflow.envs.registry import EnvSpec
+    from gflow.policies.base import Policy
 
 REWARDS = {"env": "the environment's own reward, as its options set it"}
 """Downstream rewards by name, for environments without a --reward option of their own."""
@@ -30,6 +25,8 @@ REWARDS = {"env": "the environment's own reward, as its options set it"}
 def _finetune_options(reward: bool) -> argparse.ArgumentParser:
     """Where the pre-trained model comes from, the reward (unless the environment has its own
     --reward option, which then names the downstream reward), and the amortized predictor."""
+    from gflow.finetune import FinetuneOptions
+
     p = argparse.ArgumentParser(add_help=False)
     d = FinetuneOptions()
     g = p.add_argument_group("fine-tuning options")
@@ -60,13 +57,20 @@ def _finetune_options(reward: bool) -> argparse.ArgumentParser:
 
 
 def register(subparsers: Any) -> None:
-    """Add `finetune` with one sub-command per registered environment."""
-    parser = subparsers.add_parser(
+    """Add `finetune` (its environments fill in when it is parsed)."""
+    subparsers.add_parser(
         "finetune",
         help="fine-tune a pre-trained outcome-conditioned GFlowNet on a reward",
         description="Fine-tune a `gflow pretrain` checkpoint on a reward; writes "
         "OUT/metrics.json, OUT/checkpoint.pt and OUT/tb.",
+        populate=_add_environments,
     )
+
+
+def _add_environments(parser: Parser) -> None:
+    """One sub-command per registered environment, with its, training and fine-tuning options."""
+    from gflow.envs.registry import ENVIRONMENTS
+
     envs = parser.add_subparsers(dest="env", required=True, metavar="ENV", parser_class=Parser)
     common = _training_options()
     for name, spec in ENVIRONMENTS.items():
@@ -82,13 +86,18 @@ def register(subparsers: Any) -> None:
         )
 
 
-def load_pretrained(source: str, env: Env, env_name: str) -> tuple[MLPPolicy, dict[str, Any]]:
-    """The pre-trained OC-GFN of a checkpoint, checked against the environment."""
+def load_pretrained(source: str, env: Env, env_name: str) -> tuple[Policy, dict[str, Any]]:
+    """The pre-trained OC-GFN of a checkpoint (any policy class), checked against the
+    environment."""
+    from gflow.checkpoint import load_checkpoint
+    from gflow.policies.registry import restore_policy
+    from gflow.training import CHECKPOINT
+
     path = Path(source)
     path = path / CHECKPOINT if path.is_dir() else path
     if not path.is_file():
         raise FileNotFoundError(f"--from: no checkpoint at {path}")
-    state = load_checkpoint(path)
+    state = load_checkpoint(path, hint="pass --from an intact `gflow pretrain` checkpoint")
     name = state.get("objective", {}).get("name", "")
     if not name.startswith("oc-"):
         raise UsageError(f"--from: {path} is not a `gflow pretrain` checkpoint ({name!r})")
@@ -97,41 +106,38 @@ def load_pretrained(source: str, env: Env, env_name: str) -> tuple[MLPPolicy, di
     if state["env"]["name"] != env_name:
         trained = state["env"]["name"]
         raise UsageError(f"--from: {path} was pre-trained on {trained}, not {env_name}")
-    cfg, weights = state["config"], state["policy"]
-    cond_dim = weights["log_z_net.0.weight"].shape[1]
+    spec = state.get("policy_spec")
+    if spec is None:
+        raise UsageError(f"--from: {path} does not record how its policy was built")
+    cond_dim = spec["options"].get("cond_dim", 0)
     if cond_dim != env.feature_dim:
         raise UsageError(
             f"--from: outcome codes of width {cond_dim} do not fit {env_name}'s features "
             f"({env.feature_dim}); use the environment options of the pre-training"
         )
-    policy = MLPPolicy(
-        env.feature_dim,
-        env.n_actions,
-        env.n_backward,
-        hidden=cfg["hidden"],
-        layers=cfg["layers"],
-        cond_dim=cond_dim,
-        learn_pb=cfg["learn_pb"],
-    )
     try:
-        policy.load_state_dict(weights)
-    except RuntimeError as err:
-        first = str(err).strip().splitlines()[-1].strip()
-        raise UsageError(f"--from: the checkpoint does not fit {env_name} here: {first}") from None
-    return policy.to(env.device), state
+        policy = restore_policy(state, env, env.device, str(path))
+    except ValueError as err:
+        raise UsageError(f"--from: {err}") from None
+    return policy, state
 
 
 def candidate_outcomes(env: Env, state: dict[str, Any], cap: int) -> States:
     """Every object (enumerable environments) or the checkpoint's outcome pool, cut to a fixed
     random subset of `cap` objects beyond that."""
+    import torch
+
+    from gflow.outcome import terminal_objects
+
     if cap < 1:
         raise UsageError(f"--candidates must be >= 1, got {cap}")
     if env.is_enumerable():
         candidates = terminal_objects(env)
     else:
-        candidates = state["outcome_pool"]["states"]
-        if candidates is None:
+        data = state["outcome_pool"]["states"]
+        if data is None:
             raise UsageError("--from: the checkpoint's outcome pool is empty")
+        candidates = env.states_from_data(data)
     n = env.size(candidates)
     if n <= cap:
         return candidates
@@ -141,13 +147,22 @@ def candidate_outcomes(env: Env, state: dict[str, Any], cap: int) -> States:
 
 def run(args: argparse.Namespace) -> int:
     """Load the pre-trained model, distill the marginal for the reward, fine-tune, summarize."""
+    from gflow.checkpoint import seed_everything
+    from gflow.finetune import FinetuneOptions, FinetuneTrainer, build_model
+    from gflow.training import METRICS, ModelConfig, start_or_resume
+
     spec: EnvSpec = args.spec
     prepare(args)
     seed_everything(args.seed)
     env = spec.build(args)
     pretrained, state = load_pretrained(args.source, env, spec.name)
-    args.hidden = args.hidden or state["config"]["hidden"]
-    args.layers = args.layers or state["config"]["layers"]
+    sizes = pretrained.spec.options
+    model = ModelConfig(
+        hidden=args.hidden or sizes["hidden"],
+        layers=args.layers or sizes["layers"],
+        learn_pb=args.learn_pb,
+        heads=sizes.get("heads", ModelConfig.heads),
+    )
     options = FinetuneOptions(
         distill_steps=args.distill_steps,
         samples=args.samples,
@@ -158,20 +173,22 @@ def run(args: argparse.Namespace) -> int:
     if options.distill_steps > args.steps:
         raise UsageError(f"--distill-steps {options.distill_steps} exceeds --steps {args.steps}")
     out = args.out or f"runs/{spec.name}-finetune-{args.reward}-seed{args.seed}"
-    config = train_config(args, args.objective, out)
+    config = config_from_args(args, out=out)
     candidates = candidate_outcomes(env, state, args.candidates)
-    model = build_model(env, pretrained, config, options)
+    marginal = build_model(env, pretrained, options, model, config.device)
     info = {
         "name": spec.name,
         "options": {k: getattr(args, k) for k in args.env_options},
         "reward": str(args.reward),
         "pretrained": str(Path(args.source).resolve()),
     }
+    objective = objective_from_args(args)
     trainer = FinetuneTrainer(
-        env, model, build_objective(config), config, options, env.featurize, candidates, info
+        env, marginal, objective, config, options, env.featurize, candidates, info
     )
     try:
-        m = start_or_resume(trainer, True if args.resume else None, args.quiet)
+        resume = True if args.resume else None
+        m = start_or_resume(trainer, resume, args.quiet, restart=args.restart)
     except FloatingPointError as err:
         print(f"gflow finetune: error: {err}", file=sys.stderr)
         return 1
@@ -180,7 +197,7 @@ def run(args: argparse.Namespace) -> int:
         extra += f", top-{config.top_k} mean reward {m['top_k_reward']:.4g}"
     print(
         f"{spec.name} finetune {args.reward} ({options.distill_steps} amortized + "
-        f"{m['steps'] - options.distill_steps} {config.objective} steps) in {m['seconds']:.1f} s, "
+        f"{m['steps'] - options.distill_steps} {objective.name} steps) in {m['seconds']:.1f} s, "
         f"loss {m['final_loss']:.4g}{extra} -> {out}/{METRICS}"
     )
     return 0

@@ -6,23 +6,20 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from gflow.checkpoint import seed_everything
 from gflow.cli import Parser, UsageError
-from gflow.cli.train import _training_options, config_from_args
-from gflow.device import resolve_device
-from gflow.envs.registry import ENVIRONMENTS, EnvSpec
-from gflow.objectives.outcome import BASES, outcome_objective
-from gflow.outcome import LOG_FLOOR, outcome_env
-from gflow.pretrain import PretrainOptions, PretrainTrainer, start_or_resume
-from gflow.training import METRICS, TrainConfig, build_policy
+from gflow.cli.train import _training_options, config_from_args, model_from_args, setup_runtime
+
+if TYPE_CHECKING:
+    from gflow.envs.registry import EnvSpec
 
 
 def _outcome_options() -> argparse.ArgumentParser:
     """Options of the outcome conditioning and of the contrastive batches."""
+    from gflow.outcome import LOG_FLOOR
+    from gflow.pretrain import PretrainOptions
+
     p = argparse.ArgumentParser(add_help=False)
     d = PretrainOptions()
     g = p.add_argument_group("outcome options (--objective picks the balance loss: db, subtb, tb)")
@@ -46,13 +43,20 @@ def _outcome_options() -> argparse.ArgumentParser:
 
 
 def register(subparsers: Any) -> None:
-    """Add `pretrain` with one sub-command per registered environment."""
-    parser = subparsers.add_parser(
+    """Add `pretrain` (its environments fill in when it is parsed)."""
+    subparsers.add_parser(
         "pretrain",
         help="reward-free pre-training of an outcome-conditioned GFlowNet",
         description="Pre-train an outcome-conditioned GFlowNet (OC-GFN) to reach any object; "
         "writes OUT/metrics.json, OUT/checkpoint.pt and OUT/tb.",
+        populate=_add_environments,
     )
+
+
+def _add_environments(parser: Parser) -> None:
+    """One sub-command per registered environment, with its, training and outcome options."""
+    from gflow.envs.registry import ENVIRONMENTS
+
     envs = parser.add_subparsers(dest="env", required=True, metavar="ENV", parser_class=Parser)
     common, outcome = _training_options(), _outcome_options()
     for name, spec in ENVIRONMENTS.items():
@@ -66,24 +70,21 @@ def register(subparsers: Any) -> None:
         )
 
 
-def train_config(args: argparse.Namespace, objective: str, out: str) -> TrainConfig:
-    """The training loop's configuration from the shared training options."""
-    return config_from_args(args, objective=objective, out=out)
-
-
 def prepare(args: argparse.Namespace) -> None:
-    """Thread count and device from the shared options; refuse options that do not apply."""
-    if args.threads < 0:
-        raise UsageError(f"--threads must be >= 0, got {args.threads}")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    """Refuse options that do not apply; thread count and device from the shared options."""
     if args.replay_capacity or args.max_steps is not None:
         raise UsageError("--replay-capacity and --max-steps do not apply here")
-    args.device = str(resolve_device(args.device))
+    setup_runtime(args)
 
 
 def run(args: argparse.Namespace) -> int:
     """Build the outcome environment and conditional policy, pre-train, print a summary."""
+    from gflow.checkpoint import seed_everything
+    from gflow.objectives.outcome import BASES, outcome_objective
+    from gflow.outcome import outcome_env
+    from gflow.pretrain import PretrainOptions, PretrainTrainer, start_or_resume
+    from gflow.training import METRICS, build_policy
+
     spec: EnvSpec = args.spec
     prepare(args)
     if args.objective not in BASES:
@@ -96,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
         explore=args.explore,
     )
     out = args.out or f"runs/{spec.name}-{objective.name}-seed{args.seed}"
-    config = train_config(args, objective.name, out)
+    config = config_from_args(args, out=out)
     seed_everything(config.seed)
     base = spec.build(args)
     enumerate_outcomes = base.is_enumerable() and not args.no_enumerate
@@ -106,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         capacity=args.pool_capacity,
         enumerate_outcomes=enumerate_outcomes,
     )
-    policy = build_policy(env, config)
+    policy = build_policy(env, model_from_args(args), config.device)
     info = {
         "name": spec.name,
         "options": {k: getattr(args, k) for k in args.env_options},
@@ -118,7 +119,8 @@ def run(args: argparse.Namespace) -> int:
     }
     trainer = PretrainTrainer(env, policy, objective, config, options, info)
     try:
-        m = start_or_resume(trainer, True if args.resume else None, args.quiet)
+        resume = True if args.resume else None
+        m = start_or_resume(trainer, resume, args.quiet, restart=args.restart)
     except FloatingPointError as err:
         print(f"gflow pretrain: error: {err}", file=sys.stderr)
         return 1

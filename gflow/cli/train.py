@@ -5,26 +5,27 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from gflow.checkpoint import seed_everything
 from gflow.cli import Parser
-from gflow.device import resolve_device
-from gflow.envs.registry import ENVIRONMENTS, EnvSpec
-from gflow.objectives import OBJECTIVE_NAMES
-from gflow.training import INCOMPLETE_OK, METRICS, TrainConfig, build_objective, build_policy, train
+
+if TYPE_CHECKING:
+    from gflow.envs.registry import EnvSpec
+    from gflow.objectives import Objective
+    from gflow.training import ModelConfig, TrainConfig
 
 
 def _training_options() -> argparse.ArgumentParser:
     """The options every environment shares (added to each environment's parser)."""
+    from gflow.objectives import OBJECTIVES
+    from gflow.training import ModelConfig, TrainConfig
+
+    incomplete_ok = [name for name, spec in OBJECTIVES.items() if spec.incomplete_ok]
+
     p = argparse.ArgumentParser(add_help=False)
-    d = TrainConfig()
+    d, m = TrainConfig(), ModelConfig()
     g = p.add_argument_group("training options")
-    g.add_argument(
-        "--objective", choices=OBJECTIVE_NAMES, default=d.objective, help="loss (default tb)"
-    )
+    g.add_argument("--objective", choices=tuple(OBJECTIVES), default="tb", help="loss (default tb)")
     g.add_argument(
         "--steps", type=int, default=d.steps, help=f"optimizer steps (default {d.steps})"
     )
@@ -35,23 +36,21 @@ def _training_options() -> argparse.ArgumentParser:
     g.add_argument("--lr-log-z", type=float, default=d.lr_log_z, help="learning rate of log Z")
     g.add_argument("--epsilon", type=float, default=d.epsilon, help="uniform exploration share")
     g.add_argument("--temperature", type=float, default=d.temperature, help="sampling temperature")
-    g.add_argument("--hidden", type=int, default=d.hidden, help="MLP width")
-    g.add_argument("--layers", type=int, default=d.layers, help="MLP hidden layers")
+    g.add_argument("--hidden", type=int, default=m.hidden, help="network width")
+    g.add_argument("--layers", type=int, default=m.layers, help="network hidden layers")
     g.add_argument("--learn-pb", action="store_true", help="learn the backward policy")
-    g.add_argument("--subtb-lambda", type=float, default=d.subtb_lambda, help="SubTB lambda")
+    g.add_argument("--subtb-lambda", type=float, default=0.9, help="SubTB lambda")
     g.add_argument(
         "--max-steps",
         type=int,
         default=None,
-        help=f"cut rollouts after this many steps (objectives {', '.join(INCOMPLETE_OK)})",
+        help=f"cut rollouts after this many steps (objectives {', '.join(incomplete_ok)})",
     )
     g.add_argument(
-        "--op-lambda", type=float, default=d.op_lambda, help="order-loss weight (op-db, op-subtb)"
+        "--op-lambda", type=float, default=0.1, help="order-loss weight (op-db, op-subtb)"
     )
     g.add_argument("--op-pairwise", action="store_true", help="pairwise order loss (op-*)")
-    g.add_argument(
-        "--op-backward-kl", type=float, default=d.op_backward_kl, help="KL(uniform||P_B) weight"
-    )
+    g.add_argument("--op-backward-kl", type=float, default=0.0, help="KL(uniform||P_B) weight")
     g.add_argument(
         "--top-k", type=int, default=d.top_k, help="track the best K distinct objects (0: off)"
     )
@@ -78,17 +77,29 @@ def _training_options() -> argparse.ArgumentParser:
         help="continue from OUT/checkpoint.pt, which must exist "
         "(a run also continues by itself when that file exists and its configuration matches)",
     )
+    g.add_argument(
+        "--restart",
+        action="store_true",
+        help="move an existing OUT aside to OUT.old-DATE-TIME (deleting nothing), start afresh",
+    )
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
 
 def register(subparsers: Any) -> None:
-    """Add `train` with one sub-command per registered environment."""
-    parser = subparsers.add_parser(
+    """Add `train` (its environments fill in when it is parsed)."""
+    subparsers.add_parser(
         "train",
         help="train a GFlowNet on an environment",
         description="Train a GFlowNet; writes OUT/metrics.json, OUT/checkpoint.pt and OUT/tb.",
+        populate=_add_environments,
     )
+
+
+def _add_environments(parser: Parser) -> None:
+    """One sub-command per registered environment, with its options and the training ones."""
+    from gflow.envs.registry import ENVIRONMENTS
+
     envs = parser.add_subparsers(dest="env", required=True, metavar="ENV", parser_class=Parser)
     common = _training_options()
     taken = {flag for action in common._actions for flag in action.option_strings}
@@ -105,31 +116,68 @@ def register(subparsers: Any) -> None:
         env.set_defaults(run=run, spec=spec, env_options=[a.dest for a in own._actions])
 
 
+def setup_runtime(args: argparse.Namespace) -> None:
+    """Torch's thread count and the device from --threads and --device
+    (`gflow.device.setup_runtime`); `args.device` becomes the resolved device."""
+    from gflow.device import setup_runtime as setup
+
+    args.device = str(setup(args.device, args.threads))
+
+
 def config_from_args(args: argparse.Namespace, **fixed: Any) -> TrainConfig:
     """A TrainConfig from parsed options: each field from the option of the same name (the
     default where there is none), then `fixed`."""
-    values = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
-    return TrainConfig(**(values | fixed))
+    from gflow.training import TrainConfig
+
+    return TrainConfig(**(_fields_from(args, TrainConfig) | fixed))
+
+
+def model_from_args(args: argparse.Namespace) -> ModelConfig:
+    """The policy network's settings from the options of the same names."""
+    from gflow.training import ModelConfig
+
+    return ModelConfig(**_fields_from(args, ModelConfig))
+
+
+def objective_from_args(args: argparse.Namespace) -> Objective:
+    """The objective --objective names, with its options from the command line."""
+    from gflow.objectives import get_objective, options_for
+
+    return get_objective(args.objective, **options_for(args.objective, vars(args)))
+
+
+def _fields_from(args: argparse.Namespace, kind: type) -> dict[str, Any]:
+    """The dataclass `kind`'s fields that the options set (None: the field's default)."""
+    names = (f.name for f in fields(kind))
+    return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
 
 
 def run(args: argparse.Namespace) -> int:
     """Build the environment and policy, train, print a one-line summary."""
+    from gflow.checkpoint import seed_everything
+    from gflow.training import METRICS, build_policy, train
+
     spec: EnvSpec = args.spec
-    if args.threads < 0:
-        raise ValueError(f"--threads must be >= 0, got {args.threads}")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    args.device = str(resolve_device(args.device))
+    setup_runtime(args)
     out = args.out or f"runs/{spec.name}-{args.objective}-seed{args.seed}"
     config = config_from_args(args, out=out)
     seed_everything(config.seed)
     env = spec.build(args)
-    objective = build_objective(config)
-    policy = build_policy(env, config)
+    objective = objective_from_args(args)
+    policy = build_policy(env, model_from_args(args), config.device)
     info = {"name": spec.name, "options": {k: getattr(args, k) for k in args.env_options}}
     try:
         resume = True if args.resume else None
-        m = train(env, policy, objective, config, env_info=info, quiet=args.quiet, resume=resume)
+        m = train(
+            env,
+            policy,
+            objective,
+            config,
+            env_info=info,
+            quiet=args.quiet,
+            resume=resume,
+            restart=args.restart,
+        )
     except FloatingPointError as err:
         print(f"gflow train: error: {err}", file=sys.stderr)
         return 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -20,8 +21,28 @@ class PolicyOutput:
     """(n,) log F(s) (or log F~(s) for forward-looking objectives)."""
 
 
+class OutputRecorder:
+    """Records a policy's forward passes during one rollout (no gradients) and gives them back as
+    outputs with gradients, as if the policy had run once on every recorded row."""
+
+    def forward_logits(
+        self, features: torch.Tensor, cond: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The policy's forward logits, recording what `outputs` needs."""
+        raise NotImplementedError
+
+    def outputs(self) -> PolicyOutput | None:
+        """Outputs for every recorded row, in call order, differentiable in the policy's
+        parameters; None when they cannot be given (scoring then runs the policy)."""
+        raise NotImplementedError
+
+
 class Policy(nn.Module):
     """Base class: `forward(features, cond)` gives a PolicyOutput, `log_z(cond, n)` gives log Z."""
+
+    spec: Any = None
+    """How `gflow.policies.registry.build_policy` made this policy (a PolicySpec), recorded in
+    checkpoints so that `load_policy` can rebuild it; None for a policy built by hand."""
 
     def forward(self, features: torch.Tensor, cond: torch.Tensor | None = None) -> PolicyOutput:
         """Outputs for a batch of featurized states, with optional conditioning (n, c)."""
@@ -37,6 +58,11 @@ class Policy(nn.Module):
     def log_z(self, cond: torch.Tensor | None, n: int) -> torch.Tensor:
         """(n,) log Z, conditional on `cond` when given."""
         raise NotImplementedError
+
+    def recorder(self) -> OutputRecorder | None:
+        """A recorder of what this policy computes while sampling, so that scoring can reuse it
+        instead of a second forward pass; None (the default) when the policy has none."""
+        return None
 
     def log_z_parameters(self) -> list[nn.Parameter]:
         """Parameters of log Z, which usually train with a larger learning rate."""
