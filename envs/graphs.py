@@ -165,6 +165,14 @@ class GraphBuildingEnv(Env):
     def select(self, states: GraphStates, index: torch.Tensor) -> GraphStates:
         return states.index(index)
 
+    def states_to_data(self, states: GraphStates) -> dict[str, torch.Tensor]:
+        """The batch as a dict of its tensors (plain data for checkpoints)."""
+        return {f.name: getattr(states, f.name) for f in fields(GraphStates)}
+
+    def states_from_data(self, data: dict[str, torch.Tensor]) -> GraphStates:
+        """The batch `states_to_data` encoded."""
+        return GraphStates(**{f.name: data[f.name] for f in fields(GraphStates)})
+
     def where(self, cond: torch.Tensor, a: GraphStates, b: GraphStates) -> GraphStates:
         out = []
         for f in fields(GraphStates):
@@ -197,6 +205,10 @@ class GraphBuildingEnv(Env):
     def keys(self, states: GraphStates) -> list[str]:
         """Canonical keys: equal exactly when two graphs are isomorphic."""
         return [canonical_key(*graph) for graph in self.labeled_graphs(states)]
+
+    def describe(self, states: GraphStates) -> list[str]:
+        """Each graph by its canonical key."""
+        return self.keys(states)
 
     def log_automorphisms(self, states: GraphStates) -> torch.Tensor:
         """(B,) log |Aut(G)| of each graph."""

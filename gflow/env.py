@@ -25,6 +25,11 @@ class Env:
     n_backward: int
     feature_dim: int
     device: torch.device = torch.device("cpu")
+    horizon: int | None = None
+    """The most transitions (stop included) any trajectory takes, declared by environments whose
+    `step` also accepts the stop action and leaves those states unchanged: they can be sampled
+    for a fixed number of steps with no host synchronisation
+    (`gflow.sampling.sample_forward_fixed`). None: no such bound is declared."""
 
     @property
     def stop(self) -> int:
@@ -100,9 +105,22 @@ class Env:
         """Per state: `a` where `cond` holds, else `b`."""
         return torch.where(cond.view(-1, *([1] * (a.dim() - 1))), a, b)
 
-    def keys(self, states: States) -> list[Hashable]:
+    def keys(self, states: States) -> Sequence[Hashable]:
         """One hashable key per state, equal exactly when the states are equal."""
         return [tuple(row) for row in states.reshape(len(states), -1).tolist()]
+
+    def states_to_data(self, states: States) -> Any:
+        """A batch of states as plain data (tensors, numbers, strings and containers of them),
+        which a checkpoint can hold; `states_from_data` undoes it."""
+        return states
+
+    def states_from_data(self, data: Any) -> States:
+        """The batch of states that `states_to_data` encoded."""
+        return data
+
+    def describe(self, states: States) -> list[str]:
+        """A short readable description of each state for messages (its values, by default)."""
+        return [str(row) for row in states.tolist()]
 
     def is_enumerable(self) -> bool:
         """Whether `enumerate_states` is implemented."""
@@ -121,6 +139,7 @@ class EnvWrapper(Env):
         self.env = env
         self.n_actions, self.n_backward = env.n_actions, env.n_backward
         self.feature_dim, self.device = env.feature_dim, env.device
+        self.horizon = env.horizon
 
     def __getattr__(self, name: str) -> Any:
         if name == "env":
@@ -178,8 +197,17 @@ class EnvWrapper(Env):
     def where(self, cond: torch.Tensor, a: States, b: States) -> States:
         return self.env.where(cond, a, b)
 
-    def keys(self, states: States) -> list[Hashable]:
+    def keys(self, states: States) -> Sequence[Hashable]:
         return self.env.keys(states)
+
+    def states_to_data(self, states: States) -> Any:
+        return self.env.states_to_data(states)
+
+    def states_from_data(self, data: Any) -> States:
+        return self.env.states_from_data(data)
+
+    def describe(self, states: States) -> list[str]:
+        return self.env.describe(states)
 
     def is_enumerable(self) -> bool:
         return self.env.is_enumerable()

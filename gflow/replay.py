@@ -32,7 +32,9 @@ class ReplayBuffer:
 
     def _key(self, states: States, cond: torch.Tensor | None) -> list[Hashable]:
         keys = self.env.keys(states)
-        return keys if cond is None else list(zip(keys, map(tuple, cond.tolist()), strict=True))
+        if cond is None:
+            return list(keys)
+        return list(zip(keys, map(tuple, cond.tolist()), strict=True))
 
     def add(
         self, states: States, log_reward: torch.Tensor, cond: torch.Tensor | None = None
@@ -55,7 +57,9 @@ class ReplayBuffer:
             self.states, self.cond = new_states, new_cond
         else:
             self.states = self.env.cat([self.states, new_states])
-            self.cond = None if cond is None else torch.cat([self.cond, new_cond])
+            self.cond = (
+                None if self.cond is None or new_cond is None else torch.cat([self.cond, new_cond])
+            )
         self.log_reward = torch.cat([self.log_reward, log_reward[index]])
         self._keys += keys
         if len(self) > self.capacity:
@@ -80,12 +84,15 @@ class ReplayBuffer:
         return self.env.select(self.states, index), self.log_reward[index], cond
 
     def state_dict(self) -> dict[str, Any]:
-        """The buffer's contents, for a checkpoint."""
-        return {"states": self.states, "log_reward": self.log_reward, "cond": self.cond}
+        """The buffer's contents as plain data, for a checkpoint."""
+        states = None if self.states is None else self.env.states_to_data(self.states)
+        return {"states": states, "log_reward": self.log_reward, "cond": self.cond}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore contents saved by `state_dict`."""
-        self.states, self.cond = state["states"], state["cond"]
+        data = state["states"]
+        self.states = None if data is None else self.env.states_from_data(data)
+        self.cond = state["cond"]
         self.log_reward = state["log_reward"]
         self._keys = [] if self.states is None else self._key(self.states, self.cond)
         self._known = set(self._keys)
@@ -116,5 +123,7 @@ def cat_rollouts(env: Env, rollouts: Sequence[Rollout]) -> Rollout:
         done=torch.cat([r.done for r in rollouts]),
         terminal=env.cat([r.terminal for r in rollouts]),
         log_reward=torch.cat([r.log_reward for r in rollouts]),
-        cond=None if rollouts[0].cond is None else torch.cat([r.cond for r in rollouts]),
+        cond=None
+        if rollouts[0].cond is None
+        else torch.cat([r.cond for r in rollouts if r.cond is not None]),
     )

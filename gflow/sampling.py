@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 
 from gflow.env import Env, States
-from gflow.policies.base import Policy
+from gflow.guards import LogitsError, check_log_reward, logits_error
+from gflow.policies.base import OutputRecorder, Policy, PolicyOutput
 
 
 @dataclass
@@ -32,6 +34,41 @@ class Rollout:
     """(B,) log R(x); 0 for incomplete trajectories."""
     cond: torch.Tensor | None = None
     """(B, c) conditioning used to sample, if any."""
+    recorded: RecordedOutputs | None = None
+    """The policy's outputs on `states` as computed while sampling (`sample_forward` with
+    `keep_outputs`), which scoring reuses instead of a second forward pass."""
+
+
+@dataclass
+class RecordedOutputs:
+    """What a policy computed on a rollout's states while sampling, and what it was computed
+    from: valid while the policy, its parameters, the states and the conditioning are the same."""
+
+    policy: Policy
+    recorder: OutputRecorder
+    versions: list[int]
+    states: States
+    cond: torch.Tensor | None
+
+
+def _versions(policy: Policy) -> list[int]:
+    """In-place modification counters of the policy's parameters (an optimizer step bumps them)."""
+    return [p._version for p in policy.parameters()]
+
+
+def recorded_outputs(policy: Policy, rollout: Rollout) -> PolicyOutput | None:
+    """The outputs `policy` gave on the rollout's states while sampling it, differentiable in its
+    parameters, when they are still what a forward pass would give: same policy, unchanged
+    parameters, same states and conditioning (not one needing gradients); None otherwise."""
+    rec = rollout.recorded
+    if rec is None or rec.policy is not policy or rec.states is not rollout.states:
+        return None
+    cond = rollout.cond
+    if rec.cond is not cond or (cond is not None and cond.requires_grad):
+        return None
+    if rec.versions != _versions(policy):
+        return None
+    return rec.recorder.outputs()
 
 
 def masked_log_softmax(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -40,22 +77,42 @@ def masked_log_softmax(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor
     return torch.where(mask.any(dim=-1, keepdim=True), out, torch.zeros_like(out))
 
 
-def sample_actions(
-    logits: torch.Tensor, mask: torch.Tensor, temperature: float = 1.0, epsilon: float = 0.0
+def _race(
+    logits: torch.Tensor, mask: torch.Tensor, temperature: float, epsilon: float
 ) -> torch.Tensor:
-    """Draw one legal action per row from softmax(logits / temperature), epsilon-mixed with uniform.
-
-    Every row needs a legal action (`gflow.check_env` verifies this). The draw is an exponential
-    race, argmax_i p_i / E_i with E_i ~ Exp(1), which picks i with probability p_i: the draw
-    `torch.multinomial(probs, 1)` makes, without its per-call validation passes.
-    """
+    """p_i / E_i with p the masked, tempered, epsilon-mixed policy and E_i ~ Exp(1): its argmax
+    is a draw from p."""
     if temperature != 1.0:
         logits = logits / temperature
     probs = torch.where(mask, logits, float("-inf")).softmax(dim=-1)
     if epsilon > 0:
         uniform = mask / mask.sum(dim=-1, keepdim=True)
         probs = (1 - epsilon) * probs + epsilon * uniform
-    return (probs / torch.empty_like(probs).exponential_()).argmax(dim=-1)
+    return probs.div_(torch.empty_like(probs).exponential_())
+
+
+def sample_actions(
+    logits: torch.Tensor,
+    mask: torch.Tensor,
+    temperature: float = 1.0,
+    epsilon: float = 0.0,
+    output: str = "logits",
+) -> torch.Tensor:
+    """Draw one legal action per row from softmax(logits / temperature), epsilon-mixed with uniform.
+
+    Every row needs a legal action (`gflow.check_env` verifies this). The draw is an exponential
+    race, argmax_i p_i / E_i with E_i ~ Exp(1), which picks i with probability p_i: the draw
+    `torch.multinomial(probs, 1)` makes, without its per-call validation passes. A masked action
+    is never drawn: NaN or +inf logits at a legal action raise `gflow.guards.LogitsError` naming
+    `output` (one NaN test per call: the race's sum, NaN exactly when an entry is).
+    """
+    race = _race(logits, mask, temperature, epsilon)
+    if math.isnan(float(race.sum())):
+        error = logits_error(logits, mask, output)
+        if error is not None:
+            raise error
+        race = race.nan_to_num(nan=0.0)  # an Exp(1) draw of exactly 0 at a masked action
+    return race.argmax(dim=-1)
 
 
 def _rows(cond: torch.Tensor | None, index: torch.Tensor) -> torch.Tensor | None:
@@ -64,12 +121,16 @@ def _rows(cond: torch.Tensor | None, index: torch.Tensor) -> torch.Tensor | None
 
 def terminal_log_reward(env: Env, states: States, cond: torch.Tensor | None) -> torch.Tensor:
     """log R(x) of terminal states; an environment whose `conditional` attribute is true gets
-    their conditioning rows too, as `env.log_reward(states, cond)` (a reward R(x | c))."""
+    their conditioning rows too, as `env.log_reward(states, cond)` (a reward R(x | c)). A
+    non-finite log R is a `gflow.guards.RewardError` naming the reward and the object."""
     if not getattr(env, "conditional", False):
-        return env.log_reward(states)
-    if cond is None:
+        log_reward = env.log_reward(states)
+    elif cond is None:
         raise ValueError(f"{type(env).__name__} has a conditional reward: sample with cond rows")
-    return env.log_reward(states, cond)
+    else:
+        log_reward = env.log_reward(states, cond)
+    check_log_reward(env, states, log_reward)
+    return log_reward
 
 
 @torch.no_grad()
@@ -81,27 +142,111 @@ def sample_forward(
     temperature: float = 1.0,
     epsilon: float = 0.0,
     max_steps: int | None = None,
+    keep_outputs: bool = False,
 ) -> Rollout:
-    """Sample `n` trajectories from s0; with `max_steps`, unfinished ones are left incomplete."""
+    """Sample `n` trajectories from s0; with `max_steps`, unfinished ones are left incomplete.
+
+    With `keep_outputs`, a policy that has a recorder (`Policy.recorder`) records its outputs on
+    every state as it samples, and `gflow.scoring.score` reuses them instead of running the
+    policy again (`Rollout.recorded`): on-policy training skips the second forward pass. The
+    draws are the same either way.
+    """
     device = env.device
+    recorder = policy.recorder() if keep_outputs else None
+    versions = _versions(policy) if recorder is not None else []
+    forward_logits = policy.forward_logits if recorder is None else recorder.forward_logits
     state = env.initial(n)
     index = torch.arange(n, device=device)
+    rows = cond
     states, owners, actions, sizes = [], [], [], []
-    while len(index) and (max_steps is None or len(actions) < max_steps):
-        logits = policy.forward_logits(env.featurize(state), _rows(cond, index))
-        action = sample_actions(logits, env.forward_mask(state), temperature, epsilon)
+    alive = n
+    while alive and (max_steps is None or len(actions) < max_steps):
+        logits = forward_logits(env.featurize(state), rows)
+        action = sample_actions(
+            logits, env.forward_mask(state), temperature, epsilon, "forward logits"
+        )
         states.append(state)
         owners.append(index)
         actions.append(action)
-        sizes.append(len(index))
+        sizes.append(alive)
         keep = (action != env.stop).nonzero().squeeze(1)
-        state = env.step(env.select(state, keep), action[keep])
-        index = index[keep]
-    if len(index) or not states:
+        if len(keep) < alive:
+            state, action, index = env.select(state, keep), action[keep], index[keep]
+            rows, alive = _rows(cond, index), len(keep)
+        if alive:
+            state = env.step(state, action)
+    if alive or not states:
+        if recorder is not None and alive:
+            forward_logits(env.featurize(state), rows)
         states.append(state)
         owners.append(index)
-        sizes.append(len(index))
-    return _assemble(env, env.cat(states), torch.cat(owners), actions, sizes, n, cond)
+        sizes.append(alive)
+    rollout = _assemble(env, env.cat(states), torch.cat(owners), actions, sizes, n, cond)
+    if recorder is not None:
+        rollout.recorded = RecordedOutputs(policy, recorder, versions, rollout.states, cond)
+    return rollout
+
+
+@torch.no_grad()
+def sample_forward_fixed(
+    env: Env,
+    policy: Policy,
+    n: int,
+    cond: torch.Tensor | None = None,
+    temperature: float = 1.0,
+    epsilon: float = 0.0,
+) -> Rollout:
+    """Sample `n` complete trajectories with the whole batch stepping `env.horizon` times.
+
+    Finished trajectories keep taking the stop action, which leaves their state as it is (the
+    horizon contract, `Env.horizon`), and bad logits are flagged rather than raised: the loop
+    has no data-dependent control flow, so on a GPU it runs without a host synchronisation, and
+    one check follows it. The draws come from the same policy as `sample_forward`'s (the same
+    distribution, not the same random numbers: every row draws at every step).
+    """
+    horizon = env.horizon
+    if horizon is None:
+        raise ValueError(f"{type(env).__name__} declares no horizon: sample it with sample_forward")
+    device, stop = env.device, env.stop
+    state = env.initial(n)
+    done = torch.zeros(n, dtype=torch.bool, device=device)
+    bad = torch.zeros(n, dtype=torch.bool, device=device)
+    states, actions = [], []
+    for _ in range(horizon):
+        logits = policy.forward_logits(env.featurize(state), cond)
+        race = _race(logits, env.forward_mask(state), temperature, epsilon)
+        bad |= race.isnan().all(dim=-1) & ~done  # NaN or +inf logits, or no legal action
+        action = torch.where(done | bad, stop, race.nan_to_num(nan=0.0).argmax(dim=-1))
+        states.append(state)
+        actions.append(torch.where(done, -1, action))
+        done = done | (action == stop)
+        state = env.step(state, action)
+    if bool(bad.any()):
+        raise LogitsError(
+            f"forward logits are NaN or +inf at a legal action, or no action is legal, in "
+            f"{int(bad.sum())} of {n} rows"
+        )
+    if not bool(done.all()):
+        raise ValueError(
+            f"{type(env).__name__}.horizon = {horizon} is too small: trajectories were still "
+            "running after that many steps"
+        )
+    return _assemble_fixed(env, states, torch.stack(actions), n, cond)
+
+
+def _assemble_fixed(
+    env: Env, states: list[States], actions: torch.Tensor, n: int, cond: torch.Tensor | None
+) -> Rollout:
+    """A Rollout from a fixed-horizon rollout's per-step states (all n rows each) and its
+    (horizon, n) actions, -1 once a trajectory has stopped: the real states step-major."""
+    real = actions >= 0
+    width = int(real.sum(0).max())
+    real = real[:width]
+    sizes = real.sum(1).tolist()
+    owner = torch.arange(n, device=actions.device).expand(width, n)[real]
+    taken = actions[:width][real]
+    visited = env.select(env.cat(states[:width]), real.reshape(-1).nonzero().squeeze(1))
+    return _assemble(env, visited, owner, list(taken.split(sizes)), sizes, n, cond)
 
 
 def _assemble(
@@ -184,7 +329,7 @@ def sample_backward(
             logits = policy(env.featurize(state), _rows(cond, index)).backward_logits
         if logits is None:
             logits = torch.zeros(mask.shape, device=device)
-        back = sample_actions(logits, mask)
+        back = sample_actions(logits, mask, output="backward logits")
         parent = env.backward_step(state, back)
         actions.append((index, env.forward_action(state, back)))
         backward.append((index, back))
@@ -208,6 +353,8 @@ def sample_backward(
     state_mask = torch.arange(len(steps) + 1, device=device) < lengths[:, None]
     if log_reward is None:
         log_reward = terminal_log_reward(env, terminal, cond).float()
+    else:
+        check_log_reward(env, terminal, log_reward)
     return Rollout(
         states=states,
         state_mask=state_mask,

@@ -9,9 +9,12 @@ one, R(x) = 1 for every molecule (uniform over molecules up to the symmetry corr
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from rdkit import Chem
+
+from gflow.guards import check_reward
 
 MolReward = Callable[[list[Chem.Mol]], torch.Tensor | Sequence[float]]
 """A batched reward: RDKit molecules -> (n,) rewards R(x) > 0."""
@@ -22,6 +25,7 @@ class MoleculeRewardMixin:
 
     reward: MolReward | None = None
     device: torch.device
+    select: Callable[[Any, torch.Tensor], Any]
 
     def to_mol(self, states) -> list[Chem.Mol]:
         """One sanitized RDKit molecule per state."""
@@ -31,6 +35,10 @@ class MoleculeRewardMixin:
         """Canonical SMILES of each state's molecule."""
         return [Chem.MolToSmiles(mol) for mol in self.to_mol(states)]
 
+    def describe(self, states) -> list[str]:
+        """Each state by its molecule's SMILES (for messages)."""
+        return self.to_smiles(states)
+
     def log_reward(self, states) -> torch.Tensor:
         """(n,) log R(x) from the reward callable on the states' molecules (0 without one)."""
         n = len(states)
@@ -39,9 +47,7 @@ class MoleculeRewardMixin:
         values = torch.as_tensor(self.reward(self.to_mol(states)), dtype=torch.float64)
         if values.shape != (n,):
             raise ValueError(f"the reward returned shape {tuple(values.shape)} for {n} molecules")
-        if not (torch.isfinite(values) & (values > 0)).all():
-            bad = values[~(torch.isfinite(values) & (values > 0))][0]
-            raise ValueError(f"rewards must be finite and > 0, the reward returned {float(bad)}")
+        check_reward(self, states, values)
         return values.log().float().to(self.device)
 
     def energy(self, states) -> torch.Tensor:
