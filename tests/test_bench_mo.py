@@ -128,10 +128,10 @@ def test_pareto_pairs_and_curves_write_png(tmp_path):
 def test_paper_preset_and_explicit_flags():
     args = build_parser().parse_args(["bench", "ngrams", "--paper", "--lr", "0.5"])
     opts = resolve(args, ngrams.SHORT, ngrams.PAPER)
-    assert opts["lr"] == 0.5 and opts["batch_size"] == ngrams.PAPER["batch_size"]
+    assert opts.lr == 0.5 and opts.batch_size == ngrams.PAPER.batch_size
     args = build_parser().parse_args(["bench", "mo-hypergrid", "--steps", "7"])
     opts = resolve(args, mo_hypergrid.SHORT, mo_hypergrid.PAPER)
-    assert opts["steps"] == 7 and opts["hidden"] == mo_hypergrid.SHORT["hidden"]
+    assert opts.steps == 7 and opts.hidden == mo_hypergrid.SHORT.hidden
 
 
 TINY = ["--steps", "4", "--eval-every", "2", "--samples", "4", "--k", "2", "--curve-samples", "2"]

@@ -6,11 +6,13 @@ should match at the evaluation beta (total variation, as MOGFN's hypergrid study
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from typing import Any
 
 import torch
 
 from gflow.bench import mogfn_pc
+from gflow.cli.envs import add_env_options, env_options
 from gflow.conditioning import ConditionalEnv
 from gflow.envs.registry import ENVIRONMENTS
 from gflow.exact import exact_report, state_graph
@@ -19,30 +21,19 @@ from gflow.policies.base import Policy
 
 NAME = "mo-hypergrid"
 HELP = "MOGFN-PC on the 32x32 hypergrid with 2-4 of Branin, Currin, Shubert, Beale"
-SHORT = {
-    "steps": 2000,
-    "batch_size": 64,
-    "hidden": 128,
-    "layers": 2,
-    "lr": 1e-3,
-    "lr_log_z": 1e-2,
-    "epsilon": 0.05,
-    "alpha": 1.0,
-    "beta_min": 1.0,
-    "beta_max": 16.0,
-    "beta_bins": 32,
-    "grid": 11,
-    "samples": 128,
-    "k": 10,
-    "eval_every": 250,
-    "curve_samples": 32,
-}
-PAPER = SHORT | {"steps": 20000, "batch_size": 128, "hidden": 256, "eval_every": 1000}
+SHORT = mogfn_pc.Preset(
+    steps=2000,
+    hidden=128,
+    epsilon=0.05,
+    beta_max=16.0,
+    eval_every=250,
+)
+PAPER = replace(SHORT, steps=20000, batch_size=128, hidden=256, eval_every=1000)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The grid's options (--height, --objectives) and the MOGFN-PC options."""
-    ENVIRONMENTS[NAME].add_arguments(parser)
+    add_env_options(parser, ENVIRONMENTS[NAME])
     mogfn_pc.add_arguments(parser, SHORT, PAPER)
 
 
@@ -72,7 +63,7 @@ def exact_errors(
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Train and evaluate; writes results.json and plots under args.out."""
-    base = ENVIRONMENTS[NAME].build(args)
+    base = ENVIRONMENTS[NAME](args.device, **env_options(args, ENVIRONMENTS[NAME]))
     task = mogfn_pc.Task(
         name=NAME,
         base=base,

@@ -10,7 +10,7 @@ import argparse
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from gflow.env import Env
 from gflow.metrics.diversity import Distance
 from gflow.objectives import get_objective
 from gflow.policies.base import Policy
-from gflow.training import TrainConfig, Trainer, build_policy
+from gflow.training import Callback, ModelConfig, TrainConfig, Trainer, build_policy
 
 RESULTS = "results.json"
 PARETO_PLOT = "pareto_pairs.png"
@@ -41,25 +41,51 @@ CURVE_KEYS = ("hypervolume", "r2", "top_k_reward", "top_k_diversity", "mean_rewa
 Extra = Callable[[ConditionalEnv, Policy, torch.Tensor, float], dict[str, Any]]
 """(env, policy, grid preferences, beta) -> extra metrics; its float values join the curve."""
 
-OPTIONS: dict[str, tuple[type, str]] = {
-    "steps": (int, "training steps"),
-    "batch_size": (int, "trajectories per training step"),
-    "hidden": (int, "MLP width"),
-    "layers": (int, "MLP hidden layers"),
-    "lr": (float, "policy learning rate"),
-    "lr_log_z": (float, "learning rate of the conditional log Z"),
-    "epsilon": (float, "uniform-action exploration during training"),
-    "alpha": (float, "Dirichlet concentration of the training preferences"),
-    "beta_min": (float, "smallest training beta (beta ~ U(beta_min, beta_max))"),
-    "beta_max": (float, "largest training beta; the evaluation samples at it"),
-    "beta_bins": (int, "thermometer bins encoding beta"),
-    "grid": (int, "evaluation simplex grid: points per edge"),
-    "samples": (int, "evaluation samples per preference"),
-    "k": (int, "top-K of the evaluation"),
-    "eval_every": (int, "training steps between curve evaluations (0: none)"),
-    "curve_samples": (int, "samples per preference in each curve evaluation"),
-}
-"""Options with a short and a paper-scale preset: name -> (type, help)."""
+
+
+def _option(help_text: str, default: Any = None) -> Any:
+    """A preset field with its command-line help (None: the field has no default)."""
+    if default is None:
+        return field(metadata={"help": help_text})
+    return field(default=default, metadata={"help": help_text})
+
+
+@dataclass(frozen=True)
+class Preset:
+    """One MOGFN-PC setting: a benchmark's short or paper-scale preset, or one with
+    command-line overrides (`resolve`); validated when made. Each is also a `--flag`."""
+
+    steps: int = _option("training steps")
+    batch_size: int = _option("trajectories per training step", 64)
+    hidden: int = _option("network width", 256)
+    layers: int = _option("network hidden layers", 2)
+    lr: float = _option("policy learning rate", 1e-3)
+    lr_log_z: float = _option("learning rate of the conditional log Z", 1e-2)
+    epsilon: float = _option("uniform-action exploration during training", 0.0)
+    alpha: float = _option("Dirichlet concentration of the training preferences", 1.0)
+    beta_min: float = _option("smallest training beta (beta ~ U(beta_min, beta_max))", 1.0)
+    beta_max: float = _option("largest training beta; the evaluation samples at it", 32.0)
+    beta_bins: int = _option("thermometer bins encoding beta", 32)
+    grid: int = _option("evaluation simplex grid: points per edge", 11)
+    samples: int = _option("evaluation samples per preference", 128)
+    k: int = _option("top-K of the evaluation", 10)
+    eval_every: int = _option("training steps between curve evaluations (0: none)", 1000)
+    curve_samples: int = _option("samples per preference in each curve evaluation", 32)
+
+    def __post_init__(self) -> None:
+        at_least = {"steps": 1, "batch_size": 1, "hidden": 1, "layers": 1, "beta_bins": 1}
+        at_least |= {"grid": 2, "samples": 1, "k": 1, "eval_every": 0, "curve_samples": 1}
+        for name, low in at_least.items():
+            if getattr(self, name) < low:
+                flag = "--" + name.replace("_", "-")
+                raise ValueError(f"{flag} must be >= {low}, got {getattr(self, name)}")
+        for name in ("lr", "lr_log_z", "alpha"):
+            if not getattr(self, name) > 0:
+                flag = "--" + name.replace("_", "-")
+                raise ValueError(f"{flag} must be > 0, got {getattr(self, name)}")
+        if not 0 <= self.epsilon <= 1:
+            raise ValueError(f"--epsilon must be in [0, 1], got {self.epsilon}")
+
 
 
 @dataclass
@@ -77,26 +103,35 @@ class Task:
     true_front: np.ndarray | None = None
     """The exact Pareto front, when known (hypervolume ratio and IGD+)."""
     extra: Extra | None = None
+    recording: Callable[[bool], None] | None = None
+    """Switched on (True) before each stretch of training and off (False) after it, so that a
+    task recording what training generates leaves the evaluations out."""
 
 
-def add_arguments(
-    parser: argparse.ArgumentParser, short: Mapping[str, Any], paper: Mapping[str, Any]
-) -> None:
+def add_arguments(parser: argparse.ArgumentParser, short: Preset, paper: Preset) -> None:
     """The MOGFN-PC options; preset ones default to `short`, or `paper` with --paper."""
     parser.add_argument(
         "--paper", action="store_true", help="paper-scale preset (hours on a CPU; a GPU helps)"
     )
-    for name, (kind, text) in OPTIONS.items():
+    for option in fields(Preset):
+        name = option.name
         if name == "steps":
             continue  # --steps is one of gflow bench's common options
         parser.add_argument(
             f"--{name.replace('_', '-')}",
-            type=kind,
+            type=type(getattr(short, name)),
             default=None,
-            help=f"{text} (short {short[name]}, paper {paper[name]})",
+            help=f"{option.metadata['help']} (short {getattr(short, name)}, "
+            f"paper {getattr(paper, name)})",
         )
     parser.add_argument(
         "--eval-beta", type=float, default=None, help="evaluation beta (default: --beta-max)"
+    )
+    parser.add_argument(
+        "--max-seconds",
+        type=float,
+        default=0.0,
+        help="stop training after this many seconds of training (default 0: all the steps)",
     )
     parser.add_argument(
         "--scalarization",
@@ -106,69 +141,80 @@ def add_arguments(
     )
 
 
-def resolve(
-    args: argparse.Namespace, short: Mapping[str, Any], paper: Mapping[str, Any]
-) -> dict[str, Any]:
-    """Every preset option's value: given on the command line, else from the chosen preset."""
-    preset = paper if args.paper else short
-    return {
-        name: preset[name] if getattr(args, name) is None else getattr(args, name)
-        for name in OPTIONS
-    }
+def resolve(args: argparse.Namespace, short: Preset, paper: Preset) -> Preset:
+    """The chosen preset with the options given on the command line instead of its values."""
+    given = {f.name: getattr(args, f.name, None) for f in fields(Preset)}
+    chosen = paper if args.paper else short
+    return replace(chosen, **{k: v for k, v in given.items() if v is not None})
 
 
-def _checkpoints(steps: int, every: int) -> list[int]:
-    """Step counts at which training pauses for a curve evaluation (always ending at `steps`)."""
-    marks = list(range(every, steps, every)) if every > 0 else []
-    return [*marks, steps]
+class _Curve(Callback):
+    """Curve evaluations every `every` training steps, with the task's record of training
+    samples paused during each."""
+
+    def __init__(self, env: ConditionalEnv, task: Task, config: EvalConfig, every: int):
+        self.env, self.task, self.config, self.every = env, task, config, every
+        self.points: list[dict[str, Any]] = []
+
+    def add(self, trainer: Trainer) -> None:
+        """One evaluation at the trainer's current step."""
+        probe = _probe(self.env, trainer.policy, self.task, self.config, trainer.step)
+        self.points.append(probe)
+
+    def after_step(self, trainer: Trainer, loss: torch.Tensor, batch: Any) -> None:
+        if trainer.step % self.every == 0:
+            _record(self.task, False)
+            self.add(trainer)
+            _record(self.task, True)
 
 
 def run_mogfn(
-    args: argparse.Namespace, task: Task, short: Mapping[str, Any], paper: Mapping[str, Any]
+    args: argparse.Namespace, task: Task, short: Preset, paper: Preset
 ) -> dict[str, Any]:
     """Train MOGFN-PC on `task`, evaluate it, write plots and results.json; the results."""
     started = time.perf_counter()
     opts = resolve(args, short, paper)
-    if opts["eval_every"] < 0:
-        raise ValueError(f"--eval-every must be >= 0, got {opts['eval_every']}")
+    budget = getattr(args, "max_seconds", 0.0) or 0.0
+    if budget < 0:
+        raise ValueError(f"--max-seconds must be >= 0, got {budget}")
     seed_everything(args.seed)
     m = task.base.n_objectives
     conditioning = Conditioning(
         m,
-        TemperatureDistribution("uniform", (opts["beta_min"], opts["beta_max"])),
-        alpha=opts["alpha"],
+        TemperatureDistribution("uniform", (opts.beta_min, opts.beta_max)),
+        alpha=opts.alpha,
         scalarization=args.scalarization,
         beta_encoding="thermometer",
-        beta_bins=opts["beta_bins"],
+        beta_bins=opts.beta_bins,
         device=args.device,
     )
     env = ConditionalEnv(task.base, conditioning)
     config = TrainConfig(
-        steps=opts["steps"],
-        batch_size=opts["batch_size"],
-        lr=opts["lr"],
-        lr_log_z=opts["lr_log_z"],
-        epsilon=opts["epsilon"],
-        hidden=opts["hidden"],
-        layers=opts["layers"],
+        steps=opts.steps,
+        batch_size=opts.batch_size,
+        lr=opts.lr,
+        lr_log_z=opts.lr_log_z,
+        epsilon=opts.epsilon,
         seed=args.seed,
         device=args.device,
-        objective="tb",
         checkpoint_every=0,
         eval_every=0,
-        log_every=max(1, opts["steps"] // 100),
+        log_every=max(1, opts.steps // 100),
     )
-    final = EvalConfig(opts["grid"], opts["samples"], opts["k"], args.eval_beta)
-    probe_n = opts["curve_samples"]
-    probe = EvalConfig(opts["grid"], probe_n, min(opts["k"], probe_n), args.eval_beta)
-    policy = build_policy(env, config)
+    final = EvalConfig(opts.grid, opts.samples, opts.k, args.eval_beta)
+    probe_n = opts.curve_samples
+    probe = EvalConfig(opts.grid, probe_n, min(opts.k, probe_n), args.eval_beta)
+    policy = build_policy(env, ModelConfig(hidden=opts.hidden, layers=opts.layers), args.device)
     trainer = Trainer(env, policy, get_objective("tb"), config, {"name": task.name, "options": {}})
-    curve = [_probe(env, policy, task, probe, 0)] if opts["eval_every"] else []
-    for target in _checkpoints(config.steps, opts["eval_every"]):
-        trainer.config = replace(trainer.config, steps=target)
-        trainer.run(quiet=True)
-        if opts["eval_every"]:
-            curve.append(_probe(env, policy, task, probe, trainer.step))
+    curve = _Curve(env, task, probe, opts.eval_every)
+    if opts.eval_every:
+        curve.add(trainer)
+    out_of_time = (lambda t: t.train_seconds >= budget) if budget else None
+    _record(task, True)
+    trainer.run(quiet=True, until=out_of_time, callbacks=[curve] if opts.eval_every else [])
+    _record(task, False)
+    if opts.eval_every and curve.points[-1]["step"] != trainer.step:
+        curve.add(trainer)
     metrics, samples = evaluate_mogfn(
         env, policy, final, task.describe, task.distance, task.true_front
     )
@@ -187,13 +233,13 @@ def run_mogfn(
     )
     series = {"loss": [(e["step"], e["loss"]) for e in training["loss_history"]]}
     for key in (*CURVE_KEYS, *_floats(extra)):
-        series[key] = [(e["step"], e[key]) for e in curve if key in e]
+        series[key] = [(e["step"], e[key]) for e in curve.points if key in e]
     curves(series, out / CURVES_PLOT, title=f"{task.name} (MOGFN-PC, TB)", log_scale=("loss",))
     results = {
         "benchmark": task.name,
         "method": "MOGFN-PC: trajectory balance, policy and log Z conditioned on (w, beta)",
         "preset": "paper" if args.paper else "short",
-        "settings": opts
+        "settings": asdict(opts)
         | {
             "seed": args.seed,
             "device": str(args.device),
@@ -215,13 +261,19 @@ def run_mogfn(
             "loss_history": training["loss_history"],
         },
         "evaluation": metrics | extra,
-        "curve": curve,
+        "curve": curve.points,
         "plots": [PARETO_PLOT, CURVES_PLOT],
         "total_seconds": time.perf_counter() - started,
     }
     save_json(out / RESULTS, results)
     print(_summary(results, out))
     return results
+
+
+def _record(task: Task, on: bool) -> None:
+    """Switch the task's record of training samples on or off (when it keeps one)."""
+    if task.recording is not None:
+        task.recording(on)
 
 
 def _probe(

@@ -5,52 +5,45 @@ MOGFN's policy is a transformer; this benchmark uses an MLP over one-hot tokens.
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from typing import Any
 
 from gflow.bench import mogfn_pc
+from gflow.cli.envs import add_env_options, env_options
 from gflow.envs.registry import ENVIRONMENTS
 
 NAME = "ngrams"
 HELP = "MOGFN-PC on N-grams: amino-acid sequences scored by n-gram counts (default AV,VC)"
-SHORT = {
-    "steps": 1000,
-    "batch_size": 64,
-    "hidden": 256,
-    "layers": 2,
-    "lr": 1e-3,
-    "lr_log_z": 1e-2,
-    "epsilon": 0.01,
-    "alpha": 1.0,
-    "beta_min": 1.0,
-    "beta_max": 32.0,
-    "beta_bins": 50,
-    "grid": 11,
-    "samples": 64,
-    "k": 10,
-    "eval_every": 250,
-    "curve_samples": 16,
-}
-PAPER = SHORT | {
-    "steps": 10000,
-    "batch_size": 128,
-    "layers": 3,
-    "lr": 1e-4,
-    "lr_log_z": 1e-3,
-    "samples": 128,
-    "eval_every": 1000,
-    "curve_samples": 32,
-}
+SHORT = mogfn_pc.Preset(
+    steps=1000,
+    epsilon=0.01,
+    beta_bins=50,
+    samples=64,
+    eval_every=250,
+    curve_samples=16,
+)
+PAPER = replace(
+    SHORT,
+    steps=10000,
+    batch_size=128,
+    layers=3,
+    lr=1e-4,
+    lr_log_z=1e-3,
+    samples=128,
+    eval_every=1000,
+    curve_samples=32,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The task's options (--ngrams, --alphabet, lengths, --max-count) and MOGFN-PC's."""
-    ENVIRONMENTS[NAME].add_arguments(parser)
+    add_env_options(parser, ENVIRONMENTS[NAME])
     mogfn_pc.add_arguments(parser, SHORT, PAPER)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Train and evaluate; writes results.json and plots under args.out."""
-    base = ENVIRONMENTS[NAME].build(args)
+    base = ENVIRONMENTS[NAME](args.device, **env_options(args, ENVIRONMENTS[NAME]))
     scale = "MOGFN's fixed divisor" if base.max_count is not None else "the largest possible count"
     task = mogfn_pc.Task(
         name=NAME,

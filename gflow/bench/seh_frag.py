@@ -7,8 +7,8 @@ a graph transformer policy (4 layers x 128) and batches of 64, as in the recursi
 seh_frag task. It reports throughput, the mean reward of the top 100 and top 1000 unique molecules
 (by canonical SMILES) among everything generated, and the number of modes: unique molecules with
 proxy > 7.5 whose Tanimoto similarity (Morgan radius 2, 2048 bits) to every earlier mode, in
-generation order, is below 0.7. It writes results.json, a PNG grid of the top molecules and a
-reward-over-time plot.
+generation order, is below 0.7, and the diversity of the top 100 (mean pairwise Tanimoto
+distance). It writes results.json, a PNG grid of the top molecules and a reward-over-time plot.
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ from __future__ import annotations
 import argparse
 import math
 import platform
+import resource
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +36,10 @@ from gflow.conditioning import ConditionalEnv, Conditioning, TemperatureDistribu
 from gflow.device import resolve_device
 from gflow.envs.molecules.fragments import Fragment, FragmentEnv
 from gflow.envs.rewards import SEHProxy, seh_reward
-from gflow.metrics.diversity import morgan_fingerprints
+from gflow.metrics.diversity import mean_pairwise_distance, morgan_fingerprints
 from gflow.objectives import get_objective
-from gflow.policies.graph_transformer import GraphTransformerPolicy
-from gflow.training import TrainConfig, Trainer
+from gflow.run_config import check_at_least
+from gflow.training import Callback, ModelConfig, TrainConfig, Trainer, build_policy
 
 NAME = "seh-frag"
 HELP = (
@@ -46,8 +47,10 @@ HELP = (
 )
 SHORT_STEPS = 120
 """Default training steps: a few minutes on two CPU cores."""
-LONG_STEPS = 10_000
-"""Training steps with --long (the recursionpharma/gflownet seh_frag example's length)."""
+PAPER_STEPS = 10_000
+"""Training steps with --paper (the usual protocol: at least 10,000 steps)."""
+PAPER_LOG_EVERY = 500
+"""Steps between reports with --paper."""
 DEFAULT_BETA = "uniform:0.5,32"
 """recursionpharma/gflownet's default temperature distribution for this task."""
 GAMMA_UPPER_QUANTILE = 0.95
@@ -58,40 +61,39 @@ REWARD_PLOT = "reward.png"
 
 
 @dataclass
-class SEHFragConfig:
-    """Everything that defines one benchmark run."""
+class SEHFragConfig(TrainConfig, ModelConfig):
+    """Everything that defines one benchmark run: the run and model settings (TrainConfig,
+    ModelConfig, validated by them, with this benchmark's defaults) and its own."""
 
     steps: int = SHORT_STEPS
     batch_size: int = 64
+    lr: float = 5e-4
+    lr_log_z: float = 1e-2
+    log_every: int = 10
+    checkpoint_every: int = 0
+    eval_every: int = 0
     hidden: int = 128
     layers: int = 4
-    heads: int = 4
     max_fragments: int = 9
     beta: str = DEFAULT_BETA
     """Inverse-temperature distribution, `kind:params` (see `parse_beta`)."""
     beta_bins: int = 32
     """Thermometer units encoding beta."""
-    lr: float = 5e-4
-    lr_log_z: float = 1e-2
-    seed: int = 0
-    device: str = "cpu"
-    log_every: int = 10
     mode_threshold: float = 7.5
     """A mode needs a raw score above this."""
     mode_similarity: float = 0.7
     """A mode's Tanimoto similarity to every earlier mode is below this."""
     grid: int = 16
     """Top molecules drawn in the PNG grid."""
+    max_seconds: float = 0.0
+    """Stop after this many seconds of training (0: run all the steps)."""
 
     def __post_init__(self) -> None:
-        at_least = {"steps": 1, "batch_size": 1, "hidden": 1, "layers": 1, "heads": 1}
-        at_least |= {"max_fragments": 1, "beta_bins": 1, "log_every": 1, "grid": 1}
-        for name, low in at_least.items():
-            if getattr(self, name) < low:
-                raise ValueError(f"{name} must be >= {low}, got {getattr(self, name)}")
-        for name in ("lr", "lr_log_z"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        TrainConfig.__post_init__(self)
+        ModelConfig.__post_init__(self)
+        check_at_least(self, {"max_fragments": 1, "beta_bins": 1, "grid": 1})
+        if self.max_seconds < 0:
+            raise ValueError(f"max_seconds must be >= 0, got {self.max_seconds}")
         if not 0 < self.mode_similarity <= 1:
             raise ValueError(f"mode_similarity must be in (0, 1], got {self.mode_similarity}")
         parse_beta(self.beta)
@@ -196,6 +198,12 @@ class MoleculeLog:
         values = np.asarray(self.reward)
         return float(np.partition(values, len(values) - k)[len(values) - k :].mean())
 
+    def top_diversity(self, k: int) -> float | None:
+        """Mean pairwise Tanimoto distance of the k best unique molecules (None below k)."""
+        if len(self.reward) < k:
+            return None
+        return mean_pairwise_distance([m["smiles"] for m in self.top(k)], "tanimoto")
+
     def top(self, n: int) -> list[dict[str, Any]]:
         """The n best unique molecules, best first: SMILES, raw score, reward."""
         order = np.argsort(-np.asarray(self.reward), kind="stable")[:n]
@@ -222,30 +230,69 @@ def build_trainer(
     )
     base = FragmentEnv(fragments, config.max_fragments, reward=reward, device=device)
     env = ConditionalEnv(base, conditioning)
-    policy = GraphTransformerPolicy.for_env(
-        base,
-        hidden=config.hidden,
-        layers=config.layers,
-        heads=config.heads,
-        cond_dim=conditioning.cond_dim,
-    ).to(device)
-    train_config = TrainConfig(
-        steps=config.steps,
-        batch_size=config.batch_size,
-        lr=config.lr,
-        lr_log_z=config.lr_log_z,
-        seed=config.seed,
-        device=str(device),
-        checkpoint_every=0,
-        eval_every=0,
-        log_every=config.log_every,
-        objective="tb",
-    )
+    model = ModelConfig(**{f.name: getattr(config, f.name) for f in fields(ModelConfig)})
+    policy = build_policy(env, model, device)
+    run = {f.name: getattr(config, f.name) for f in fields(TrainConfig)}
+    train_config = TrainConfig(**(run | {"device": str(device)}))
     info = {"name": NAME, "options": asdict(config)}
     return Trainer(env, policy, get_objective("tb"), train_config, info)
 
 
 Progress = Callable[[dict[str, Any]], None]
+
+
+def rss_mb() -> float:
+    """This process's resident memory now, in MB (Linux /proc; 0 where unavailable)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0.0
+    return pages * resource.getpagesize() / 2**20
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class MoleculeProgress(Callback):
+    """After each training step: the molecules it generated into the log, its mean reward, a
+    progress entry every `log_every` steps (and at the end), and whether the run is out of
+    time (`config.max_seconds`)."""
+
+    def __init__(
+        self,
+        config: SEHFragConfig,
+        reward: RecordingReward,
+        log: MoleculeLog,
+        progress: Progress | None,
+    ):
+        self.config, self.reward, self.log, self.progress = config, reward, log, progress
+        self.rewards: list[float] = []
+        self.history: list[dict[str, Any]] = []
+        self.out_of_time = False
+        self.start = time.perf_counter()
+
+    def after_step(self, trainer: Trainer, loss: torch.Tensor, batch: Any) -> None:
+        config, log, step = self.config, self.log, trainer.step
+        self.rewards.append(float(np.mean([log.add(*b) for b in self.reward.drain()])))
+        elapsed = time.perf_counter() - self.start
+        self.out_of_time = 0 < config.max_seconds <= elapsed
+        if step % config.log_every == 0 or step == config.steps or self.out_of_time:
+            entry = {
+                "step": step,
+                "seconds": elapsed,
+                "loss": float(loss),
+                "mean_reward": float(np.mean(self.rewards[-config.log_every :])),
+                "top_100_reward": log.top_mean(100),
+                "top_1000_reward": log.top_mean(1000),
+                "unique": len(log.smiles),
+                "modes": len(log.modes),
+                "rss_mb": rss_mb(),
+            }
+            self.history.append(entry)
+            if self.progress is not None:
+                self.progress(entry)
 
 
 def train_fragments(
@@ -256,39 +303,24 @@ def train_fragments(
     progress: Progress | None = None,
 ) -> tuple[dict[str, Any], MoleculeLog]:
     """Train on the fragment environment with reward transform(score(mol)) ** beta; the run's
-    summary (throughput, rewards, modes, history) and the log of generated molecules."""
+    summary (throughput, rewards, modes, history) and the log of generated molecules. With
+    `config.max_seconds` it stops at the first step that ends past that many seconds."""
     seed_everything(config.seed)
     reward = RecordingReward(score, transform)
     trainer = build_trainer(config, reward, fragments)
     log = MoleculeLog(transform, config.mode_threshold, config.mode_similarity)
-    step_rewards: list[float] = []
-    history: list[dict[str, Any]] = []
-    cpu_start, start = time.process_time(), time.perf_counter()
-    for step in range(1, config.steps + 1):
-        loss = float(trainer.train_step())
-        step_rewards.append(float(np.mean([log.add(*batch) for batch in reward.drain()])))
-        if step % config.log_every == 0 or step == config.steps:
-            recent = step_rewards[-config.log_every :]
-            entry = {
-                "step": step,
-                "seconds": time.perf_counter() - start,
-                "loss": loss,
-                "mean_reward": float(np.mean(recent)),
-                "top_100_reward": log.top_mean(100),
-                "unique": len(log.smiles),
-                "modes": len(log.modes),
-            }
-            history.append(entry)
-            if progress is not None:
-                progress(entry)
+    cpu_start = time.process_time()
+    watch = MoleculeProgress(config, reward, log, progress)
+    trainer.run(quiet=True, until=lambda _: watch.out_of_time, callbacks=[watch])
+    step, start, step_rewards, history = trainer.step, watch.start, watch.rewards, watch.history
     seconds = time.perf_counter() - start
     cpu_seconds = time.process_time() - cpu_start
-    tenth = max(1, config.steps // 10)
+    tenth = max(1, step // 10)
     summary = {
-        "steps": config.steps,
+        "steps": step,
         "trajectories": log.generated,
         "seconds": seconds,
-        "steps_per_second": config.steps / seconds,
+        "steps_per_second": step / seconds,
         "trajectories_per_second": log.generated / seconds,
         "cpu_seconds": cpu_seconds,
         "trajectories_per_cpu_second": log.generated / cpu_seconds,
@@ -297,8 +329,10 @@ def train_fragments(
         "mean_reward_last_tenth": float(np.mean(step_rewards[-tenth:])),
         "top_100_reward": log.top_mean(100),
         "top_1000_reward": log.top_mean(1000),
+        "top_100_diversity": log.top_diversity(100),
         "unique_molecules": len(log.smiles),
         "modes": len(log.modes),
+        "peak_rss_mb": peak_rss_mb(),
         "history": history,
         "step_rewards": step_rewards,
     }
@@ -343,7 +377,12 @@ def write_outputs(out: Path, results: dict[str, Any], log: MoleculeLog, grid: in
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `gflow bench seh-frag` besides the common --steps --seed --device --out."""
     d = SEHFragConfig()
-    parser.add_argument("--long", action="store_true", help=f"{LONG_STEPS} steps unless --steps")
+    parser.add_argument(
+        "--paper",
+        action="store_true",
+        help=f"the usual protocol: {PAPER_STEPS} steps (unless --steps), a report every "
+        f"{PAPER_LOG_EVERY} (unless --log-every)",
+    )
     parser.add_argument("--batch-size", type=int, default=d.batch_size, help="trajectories/step")
     parser.add_argument(
         "--beta-dist",
@@ -359,6 +398,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=d.lr, help="policy learning rate")
     parser.add_argument("--lr-log-z", type=float, default=d.lr_log_z, help="log Z learning rate")
     parser.add_argument("--log-every", type=int, default=None, help="steps between progress lines")
+    parser.add_argument(
+        "--max-seconds",
+        type=float,
+        default=d.max_seconds,
+        help="stop training after this many seconds (default 0: run all the steps)",
+    )
     parser.add_argument("--grid", type=int, default=d.grid, help="top molecules in the PNG grid")
     parser.add_argument("--proxy", default=None, help="sEH proxy weights (.npz or .pkl.gz)")
     parser.add_argument("--fragments", default=None, help="fragment vocabulary JSON")
@@ -366,8 +411,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> SEHFragConfig:
     """The run configuration the command-line options describe."""
-    steps = args.steps if args.steps is not None else LONG_STEPS if args.long else SHORT_STEPS
-    log_every = args.log_every or max(1, min(100, steps // 15))
+    steps = args.steps if args.steps is not None else PAPER_STEPS if args.paper else SHORT_STEPS
+    default_every = PAPER_LOG_EVERY if args.paper else max(1, min(100, steps // 15))
+    log_every = args.log_every or default_every
     return SEHFragConfig(
         steps=steps,
         batch_size=args.batch_size,
@@ -383,6 +429,7 @@ def config_from_args(args: argparse.Namespace) -> SEHFragConfig:
         device=args.device,
         log_every=log_every,
         grid=args.grid,
+        max_seconds=args.max_seconds,
     )
 
 
@@ -448,5 +495,6 @@ def _summary_line(results: dict[str, Any]) -> str:
         f"seh-frag: {results['trajectories_per_second']:.1f} trajectories/s, "
         f"{results['steps_per_second']:.3f} steps/s, top-100 {fmt(results['top_100_reward'])}, "
         f"top-1000 {fmt(results['top_1000_reward'])}, modes {results['modes']}, "
-        f"unique {results['unique_molecules']}"
+        f"top-100 diversity {fmt(results['top_100_diversity'])}, "
+        f"unique {results['unique_molecules']}, peak RSS {results['peak_rss_mb']:.0f} MB"
     )

@@ -1,50 +1,70 @@
-"""`gflow bench seh-frag-moo`: MOGFN-PC (Jain et al. 2023) on fragment molecules with four
-objectives, sEH binding proxy, QED, synthetic accessibility and molecular weight
-(`gflow.envs.molecules.objectives`), a graph transformer policy (4 layers x 128) conditioned on the
-preference and beta, batches of 64; the MOGFN evaluation (`gflow.bench.mogfn_eval`) with
-Tanimoto diversity, the Pareto-front pair plots and a grid of the best molecule per preference."""
+"""`gflow bench seh-frag-moo`: MOGFN-PC (Jain et al. 2023) on fragment molecules with any subset
+of four objectives (`--objectives`, default all), sEH binding proxy, QED, synthetic
+accessibility and molecular weight (`gflow.envs.molecules.objectives`), a graph transformer
+policy (4 layers x 128) conditioned on the preference and beta, batches of 64, and by default the
+conditioning recursionpharma/gflownet's seh_frag_moo task trains with: preferences from
+Dirichlet(1.5) (its `Config` default; it validates on Dirichlet(1)) and beta ~ U[0.5, 32] with a
+32-bin thermometer.
+
+It reports the peer's figure, the hypervolume (reference 0) of the non-dominated set of every
+objective vector generated during training, with sEH as the peer logs it (clip(proxy / 8, 1e-4,
+100)), and its curve against steps and training seconds; then the MOGFN evaluation
+(`gflow.bench.mogfn_eval`) with Tanimoto diversity, the Pareto-front pair plots and a grid of the
+best molecule per preference. Every generated molecule goes to generated.json (per step: training
+seconds, SMILES, objective vectors)."""
 
 from __future__ import annotations
 
 import argparse
+import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+import torch
+from rdkit import Chem
 
 from gflow.bench import mogfn_pc
 from gflow.bench.molecule_grid import save_molecule_grid
 from gflow.checkpoint import save_json
 from gflow.device import resolve_device
-from gflow.envs.molecules.objectives import FragmentObjectivesEnv
+from gflow.envs.molecules.objectives import OBJECTIVE_NAMES, FragmentObjectivesEnv
 from gflow.envs.rewards import SEHProxy
+from gflow.metrics import hypervolume, pareto_front
 
 NAME = "seh-frag-moo"
 HELP = "MOGFN-PC on fragment molecules: sEH, QED, SA, MW; graph transformer 4x128"
 MOLECULE_GRID = "best_molecules.png"
-SHORT = {
-    "steps": 200,
-    "batch_size": 64,
-    "hidden": 128,
-    "layers": 4,
-    "lr": 5e-4,
-    "lr_log_z": 1e-2,
-    "epsilon": 0.0,
-    "alpha": 1.0,
-    "beta_min": 1.0,
-    "beta_max": 96.0,
-    "beta_bins": 32,
-    "grid": 5,
-    "samples": 32,
-    "k": 10,
-    "eval_every": 100,
-    "curve_samples": 4,
-}
+GENERATED = "generated.json"
+SEH_FLOOR, SEH_CEILING = 1e-4, 100.0
+"""The peer's sEH flat reward: clip(proxy / 8, 1e-4, 100)."""
+CURVE_POINTS = 60
+"""Points of the generated-hypervolume curve."""
+SHORT = mogfn_pc.Preset(
+    steps=200,
+    hidden=128,
+    layers=4,
+    lr=5e-4,
+    alpha=1.5,
+    beta_min=0.5,
+    grid=5,
+    samples=32,
+    eval_every=100,
+    curve_samples=4,
+)
 """~3 minutes on one CPU thread: few steps, 32 rather than 128 samples per preference."""
-PAPER = SHORT | {"steps": 20_000, "samples": 128, "eval_every": 1000, "curve_samples": 16}
+PAPER = replace(SHORT, steps=20_000, samples=128, eval_every=1000, curve_samples=16)
 """MOGFN's setting: 35 preferences x 128 samples at the largest beta, top-10."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The task's options (--max-fragments, --proxy, --fragments) and MOGFN-PC's."""
+    parser.add_argument(
+        "--objectives",
+        default=",".join(OBJECTIVE_NAMES),
+        help=f"comma-separated subset of {','.join(OBJECTIVE_NAMES)} (default all four)",
+    )
     parser.add_argument("--max-fragments", type=int, default=9, help="fragments per molecule")
     parser.add_argument("--proxy", default=None, help="sEH proxy weights (.npz or .pkl.gz)")
     parser.add_argument("--fragments", default=None, help="fragment vocabulary JSON")
@@ -55,8 +75,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """Train and evaluate; writes results.json, the plots and the molecule grid under args.out."""
     proxy = SEHProxy.from_file(args.proxy, device=resolve_device(args.device))
     base = FragmentObjectivesEnv(
-        proxy, args.fragments, args.max_fragments, device=resolve_device(args.device)
+        proxy,
+        args.fragments,
+        args.max_fragments,
+        device=resolve_device(args.device),
+        objectives=args.objectives,
     )
+    generated = GeneratedLog(base.objective_names)
+    base.record = generated
     task = mogfn_pc.Task(
         name=NAME,
         base=base,
@@ -67,15 +93,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "env": f"fragments ({base.n_types} types), up to {args.max_fragments} per molecule",
             "objectives": "sEH clip(proxy / 8, 0, 1); QED; SA (10 - SA) / 9; "
             "MW clip((300 - MW) / 700 + 1, 0, 1); all in [0, 1], larger is better",
+            "conditioning": "default: recursionpharma/gflownet's (w ~ Dirichlet(1.5), beta ~ "
+            "U[0.5, 32], 32-bin thermometer); its own code validates on Dirichlet(1)",
             "policy": "graph transformer conditioned on (w, beta), as MOGFN's seh-frag-moo",
             "diversity": "mean pairwise Tanimoto distance (Morgan radius 2, 2048 bits) of the "
             "top-K molecules of each preference",
             "samples": "short preset: 32 samples per preference (MOGFN: 128, --paper)",
             "molecule_grid": "the best molecule (largest scalarized reward) of each preference",
         },
+        recording=generated.recording,
     )
     results = mogfn_pc.run_mogfn(args, task, SHORT, PAPER)
     out = Path(args.out)
+    results["generated"] = generated.summary()
+    save_json(out / GENERATED, generated.steps)
     table = results["evaluation"]["per_preference"]
     save_molecule_grid(
         out / MOLECULE_GRID,
@@ -87,6 +118,85 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     results["plots"].append(MOLECULE_GRID)
     save_json(out / mogfn_pc.RESULTS, results)
     return results
+
+
+def peer_seh(raw: torch.Tensor) -> torch.Tensor:
+    """The sEH column as the peer logs it: clip(proxy / 8, 1e-4, 100) (-inf gives the floor)."""
+    return (raw.double() / 8).clamp(SEH_FLOOR, SEH_CEILING)
+
+
+def front_curve(
+    batches: list[np.ndarray], marks: list[int]
+) -> tuple[list[float], np.ndarray]:
+    """Hypervolume (reference 0, all objectives maximised) of the non-dominated set of every
+    vector in `batches[:m]` for each m in `marks` (increasing), and the final front."""
+    front = np.zeros((0, batches[0].shape[1] if batches else 1))
+    values, done = [], 0
+    for mark in marks:
+        if mark > done:
+            front = pareto_front(np.concatenate([front, *batches[done:mark]]))
+            done = mark
+        values.append(hypervolume(front, np.zeros(front.shape[1])) if len(front) else 0.0)
+    return values, front
+
+
+def curve_marks(n: int, points: int = CURVE_POINTS) -> list[int]:
+    """About `points` evenly spread step counts in 1..n, ending at n."""
+    return sorted({max(1, round(n * (i + 1) / points)) for i in range(points)} | {n}) if n else []
+
+
+class GeneratedLog:
+    """Every molecule training generates, step by step, with the training clock: SMILES and
+    objective vectors, sEH as the peer logs it (`peer_seh`). Recording is on only while
+    `recording(True)` holds (evaluations stay out)."""
+
+    def __init__(self, names: list[str]):
+        self.names = names
+        self.steps: list[dict[str, Any]] = []
+        self.on, self.clock, self.since = False, 0.0, 0.0
+
+    def recording(self, on: bool) -> None:
+        """Start or pause recording and the clock."""
+        now = time.perf_counter()
+        if on and not self.on:
+            self.since = now
+        elif self.on and not on:
+            self.clock += now - self.since
+        self.on = on
+
+    def __call__(self, mols: list[Chem.Mol], raw: torch.Tensor | None, values: torch.Tensor):
+        if not self.on:
+            return
+        vectors = values.double().clone()
+        if raw is not None:
+            vectors[:, self.names.index("seh")] = peer_seh(raw)
+        self.steps.append(
+            {
+                "seconds": self.clock + time.perf_counter() - self.since,
+                "smiles": [Chem.MolToSmiles(m) for m in mols],
+                "vectors": vectors.tolist(),
+            }
+        )
+
+    def summary(self) -> dict[str, Any]:
+        """The hypervolume of everything generated, its curve and front."""
+        batches = [np.asarray(s["vectors"], dtype=np.float64) for s in self.steps]
+        marks = curve_marks(len(batches))
+        values, front = front_curve(batches, marks)
+        return {
+            "definition": "hypervolume, reference 0, of the non-dominated set of every "
+            f"objective vector ({', '.join(self.names)}) generated during training; sEH as "
+            "clip(proxy / 8, 1e-4, 100)",
+            "objectives": self.names,
+            "molecules": int(sum(len(b) for b in batches)),
+            "unique": len({s for step in self.steps for s in step["smiles"]}),
+            "hypervolume": values[-1] if values else 0.0,
+            "pareto_points": len(front),
+            "curve": [
+                {"step": m, "seconds": self.steps[m - 1]["seconds"], "hypervolume": v}
+                for m, v in zip(marks, values, strict=True)
+            ],
+        }
 
 
 def _legend(row: dict[str, Any], names: list[str]) -> str:

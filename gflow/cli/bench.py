@@ -6,7 +6,7 @@ import argparse
 import importlib
 from typing import Any
 
-from gflow.bench import BENCHMARKS
+from gflow.cli import Parser
 
 
 def _common(parser: argparse.ArgumentParser, name: str) -> None:
@@ -25,9 +25,19 @@ def _common(parser: argparse.ArgumentParser, name: str) -> None:
 
 
 def register(subparsers: Any) -> None:
-    """Add `gflow bench` with one sub-command per built-in benchmark."""
-    parser = subparsers.add_parser("bench", help="run a built-in benchmark", description=__doc__)
-    names = parser.add_subparsers(dest="benchmark", required=True, metavar="NAME")
+    """Add `gflow bench` (its benchmarks fill in when it is parsed)."""
+    subparsers.add_parser(
+        "bench", help="run a built-in benchmark", description=__doc__, populate=_add_benchmarks
+    )
+
+
+def _add_benchmarks(parser: Parser) -> None:
+    """One sub-command per built-in benchmark, with its own and the shared options."""
+    from gflow.bench import BENCHMARKS
+
+    names = parser.add_subparsers(
+        dest="benchmark", required=True, metavar="NAME", parser_class=Parser
+    )
     for path in BENCHMARKS:
         module = importlib.import_module(path)
         sub = names.add_parser(module.NAME, help=module.HELP, description=module.HELP)
@@ -38,13 +48,11 @@ def register(subparsers: Any) -> None:
 
 def _runner(module: Any) -> Any:
     def run(args: argparse.Namespace) -> int:
-        import torch
+        from gflow.cli.train import setup_runtime
 
         if args.threads < 1:
             raise ValueError(f"--threads must be >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
-        if args.device == "auto":
-            args.device = "cuda" if torch.cuda.is_available() else "cpu"
+        setup_runtime(args)
         module.run(args)
         return 0
 
