@@ -8,7 +8,7 @@ import time
 import pytest
 import torch
 from gflow.envs.hypergrid import HyperGrid
-from gflow.envs.registry import ENVIRONMENTS, EnvSpec
+from gflow.envs.registry import ENVIRONMENTS, EnvSpec, Option
 
 from gflow.checkpoint import load_checkpoint
 from gflow.cli import build_parser, main
@@ -37,7 +37,7 @@ def test_help(capsys):
 
 
 def test_env_option_clashing_with_a_training_option_is_named(monkeypatch):
-    spec = EnvSpec("clashy", "clash", lambda p: p.add_argument("--lr", type=float), HyperGrid)
+    spec = EnvSpec("clashy", "clash", HyperGrid, (Option("lr", 0.1, "a clashing option"),))
     monkeypatch.setitem(ENVIRONMENTS, "clashy", spec)
     with pytest.raises(ValueError, match="environment 'clashy' defines --lr"):
         build_parser()

@@ -10,6 +10,7 @@ from gflow.envs.bitseq import BLOCKS, BitSequence
 from gflow.envs.registry import ENVIRONMENTS
 from gflow.envs.sets import SIZES, SetGeneration
 
+from gflow.cli.envs import add_env_options, env_options
 from gflow.exact import exact_report, state_graph, target_distribution, terminal_distribution
 from gflow.objectives import get_objective
 from gflow.policies.mlp import MLPPolicy
@@ -245,10 +246,9 @@ def test_tb_learns_tiny_bitseq_exactly(one_thread):
 
 def build(name: str, flags: list[str]):
     """An environment built by the registry from command-line flags."""
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--device", default="cpu")
-    ENVIRONMENTS[name].add_arguments(parser)
-    return ENVIRONMENTS[name].build(parser.parse_args(flags))
+    parser, spec = argparse.ArgumentParser(), ENVIRONMENTS[name]
+    add_env_options(parser, spec)
+    return spec(**env_options(parser.parse_args(flags), spec))
 
 
 def test_registry_builds_bitseq_and_sets():

@@ -10,6 +10,8 @@ from gflow.envs.hypergrid import HyperGrid
 from gflow.envs.mo_hypergrid import OBJECTIVES, MOHyperGrid, beale, branin, currin, shubert
 from gflow.envs.registry import ENVIRONMENTS
 
+from gflow.cli.envs import add_env_options, env_options
+
 
 def at(x1: float, x2: float, low: float, high: float) -> torch.Tensor:
     """The unit-square point that maps onto (x1, x2) in the box [low, high]^2."""
@@ -74,9 +76,8 @@ def test_bad_objective_lists_are_rejected(names):
 def test_registry_builds_it():
     spec = ENVIRONMENTS["mo-hypergrid"]
     parser = argparse.ArgumentParser()
-    spec.add_arguments(parser)
+    add_env_options(parser, spec)
     args = parser.parse_args(["--height", "8", "--objectives", "branin, shubert,beale"])
-    args.device = "cpu"
-    env = spec.build(args)
+    env = spec(**env_options(args, spec))
     assert isinstance(env, MOHyperGrid) and env.height == 8
     assert env.objective_names == ["branin", "shubert", "beale"]

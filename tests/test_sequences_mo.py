@@ -17,6 +17,7 @@ from gflow.envs.sequences import MultiObjectiveSequence, TokenSequence
 
 from gflow.checker import check_env
 from gflow.cli import main
+from gflow.cli.envs import add_env_options, env_options
 from gflow.conditioning import ConditionalEnv, Conditioning, TemperatureDistribution
 from gflow.exact import distribution_errors, state_graph, target_distribution, terminal_distribution
 from gflow.objectives import get_objective
@@ -302,22 +303,20 @@ def test_conditional_rewards_of_aptamers():
     assert got == pytest.approx(expected, rel=1e-5)
 
 
-def parse(name: str, argv: list[str]) -> argparse.Namespace:
-    """Registry arguments for `name` parsed from `argv`, on the CPU."""
-    parser = argparse.ArgumentParser()
-    ENVIRONMENTS[name].add_arguments(parser)
-    args = parser.parse_args(argv)
-    args.device = "cpu"
-    return args
+def build(name: str, argv: list[str]):
+    """The registry's environment `name` from command-line flags `argv`, on the CPU."""
+    parser, spec = argparse.ArgumentParser(), ENVIRONMENTS[name]
+    add_env_options(parser, spec)
+    return spec(**env_options(parser.parse_args(argv), spec))
 
 
 def test_registry_builds_both_tasks():
-    ngrams = ENVIRONMENTS["ngrams"].build(parse("ngrams", ["--ngrams", "AV, VC,CA"]))
+    ngrams = build("ngrams", ["--ngrams", "AV, VC,CA"])
     assert isinstance(ngrams, NGrams) and ngrams.ngrams == ["AV", "VC", "CA"]
     assert ngrams.alphabet == AMINO_ACIDS and (ngrams.min_length, ngrams.max_length) == (32, 36)
     tiny_args = ["--ngrams", "AB", "--alphabet", "AB", "--max-length", "4", "--min-length", "2"]
-    assert ENVIRONMENTS["ngrams"].build(parse("ngrams", tiny_args)).is_enumerable()
-    apt = ENVIRONMENTS["dna-aptamers"].build(parse("dna-aptamers", ["--objectives", "energy"]))
+    assert build("ngrams", tiny_args).is_enumerable()
+    apt = build("dna-aptamers", ["--objectives", "energy"])
     assert isinstance(apt, DNAAptamers) and apt.objective_names == ["energy"]
     assert (apt.min_length, apt.max_length) == (30, 30)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gflow.cli import Parser, UsageError
+from gflow.cli.envs import add_env_options, env_from_args
 from gflow.cli.pretrain import prepare
 from gflow.cli.train import _training_options, config_from_args, objective_from_args
 
@@ -75,15 +76,12 @@ def _add_environments(parser: Parser) -> None:
     common = _training_options()
     for name, spec in ENVIRONMENTS.items():
         own = argparse.ArgumentParser(add_help=False)
-        spec.add_arguments(own.add_argument_group(f"{name} options"))
-        has_reward = any("--reward" in a.option_strings for a in own._actions)
-        tuning = _finetune_options(reward=not has_reward)
+        add_env_options(own, spec)
+        tuning = _finetune_options(reward=all(o.name != "reward" for o in spec.options))
         env = envs.add_parser(
             name, help=spec.help, description=spec.help, parents=[own, common, tuning]
         )
-        env.set_defaults(
-            run=run, spec=spec, env_options=[a.dest for a in own._actions], hidden=None, layers=None
-        )
+        env.set_defaults(run=run, spec=spec, hidden=None, layers=None)
 
 
 def load_pretrained(source: str, env: Env, env_name: str) -> tuple[Policy, dict[str, Any]]:
@@ -154,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
     spec: EnvSpec = args.spec
     prepare(args)
     seed_everything(args.seed)
-    env = spec.build(args)
+    env, info = env_from_args(args)
     pretrained, state = load_pretrained(args.source, env, spec.name)
     sizes = pretrained.spec.options
     model = ModelConfig(
@@ -176,12 +174,7 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args, out=out)
     candidates = candidate_outcomes(env, state, args.candidates)
     marginal = build_model(env, pretrained, options, model, config.device)
-    info = {
-        "name": spec.name,
-        "options": {k: getattr(args, k) for k in args.env_options},
-        "reward": str(args.reward),
-        "pretrained": str(Path(args.source).resolve()),
-    }
+    info |= {"reward": str(args.reward), "pretrained": str(Path(args.source).resolve())}
     objective = objective_from_args(args)
     trainer = FinetuneTrainer(
         env, marginal, objective, config, options, env.featurize, candidates, info

@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from gflow.cli import Parser, UsageError
+from gflow.cli.envs import add_environment_parsers, env_from_args, env_label
 from gflow.cli.train import _training_options, config_from_args, model_from_args, setup_runtime
-
-if TYPE_CHECKING:
-    from gflow.envs.registry import EnvSpec
 
 
 def _outcome_options() -> argparse.ArgumentParser:
@@ -55,19 +53,8 @@ def register(subparsers: Any) -> None:
 
 def _add_environments(parser: Parser) -> None:
     """One sub-command per registered environment, with its, training and outcome options."""
-    from gflow.envs.registry import ENVIRONMENTS
-
-    envs = parser.add_subparsers(dest="env", required=True, metavar="ENV", parser_class=Parser)
-    common, outcome = _training_options(), _outcome_options()
-    for name, spec in ENVIRONMENTS.items():
-        own = argparse.ArgumentParser(add_help=False)
-        spec.add_arguments(own.add_argument_group(f"{name} options"))
-        env = envs.add_parser(
-            name, help=spec.help, description=spec.help, parents=[own, common, outcome]
-        )
-        env.set_defaults(
-            run=run, spec=spec, env_options=[a.dest for a in own._actions], objective="db"
-        )
+    parents = [_training_options(), _outcome_options()]
+    add_environment_parsers(parser, parents, Parser, run=run, objective="db")
 
 
 def prepare(args: argparse.Namespace) -> None:
@@ -85,7 +72,6 @@ def run(args: argparse.Namespace) -> int:
     from gflow.pretrain import PretrainOptions, PretrainTrainer, start_or_resume
     from gflow.training import METRICS, build_policy
 
-    spec: EnvSpec = args.spec
     prepare(args)
     if args.objective not in BASES:
         raise UsageError(f"--objective must be one of {', '.join(BASES)}, got {args.objective}")
@@ -96,10 +82,11 @@ def run(args: argparse.Namespace) -> int:
         hindsight=args.hindsight,
         explore=args.explore,
     )
-    out = args.out or f"runs/{spec.name}-{objective.name}-seed{args.seed}"
+    name = env_label(args)
+    out = args.out or f"runs/{name}-{objective.name}-seed{args.seed}"
     config = config_from_args(args, out=out)
     seed_everything(config.seed)
-    base = spec.build(args)
+    base, info = env_from_args(args)
     enumerate_outcomes = base.is_enumerable() and not args.no_enumerate
     env = outcome_env(
         base,
@@ -108,14 +95,10 @@ def run(args: argparse.Namespace) -> int:
         enumerate_outcomes=enumerate_outcomes,
     )
     policy = build_policy(env, model_from_args(args), config.device)
-    info = {
-        "name": spec.name,
-        "options": {k: getattr(args, k) for k in args.env_options},
-        "outcome": {
-            "log_floor": args.log_floor,
-            "pool_capacity": args.pool_capacity,
-            "enumerate": enumerate_outcomes,
-        },
+    info["outcome"] = {
+        "log_floor": args.log_floor,
+        "pool_capacity": args.pool_capacity,
+        "enumerate": enumerate_outcomes,
     }
     trainer = PretrainTrainer(env, policy, objective, config, options, info)
     try:
@@ -128,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     if "exact_success" in m:
         extra = f", exact success {m['exact_success']:.4g} (min {m['exact_success_min']:.4g})"
     print(
-        f"{spec.name} {objective.name}: {m['steps']} steps in {m['seconds']:.1f} s "
+        f"{name} {objective.name}: {m['steps']} steps in {m['seconds']:.1f} s "
         f"({m['iterations_per_second']:.1f} it/s), loss {m['final_loss']:.4g}{extra} "
         f"-> {out}/{METRICS}"
     )

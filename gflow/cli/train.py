@@ -8,9 +8,9 @@ from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
 from gflow.cli import Parser
+from gflow.cli.envs import add_environment_parsers, env_from_args, env_label
 
 if TYPE_CHECKING:
-    from gflow.envs.registry import EnvSpec
     from gflow.objectives import Objective
     from gflow.training import ModelConfig, TrainConfig
 
@@ -25,7 +25,12 @@ def _training_options() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     d, m = TrainConfig(), ModelConfig()
     g = p.add_argument_group("training options")
-    g.add_argument("--objective", choices=tuple(OBJECTIVES), default="tb", help="loss (default tb)")
+    g.add_argument(
+        "--objective",
+        default="tb",
+        help=f"loss: one of {', '.join(OBJECTIVES)}, or a user's loss as module:fn or "
+        "path/to/file.py:fn (default tb)",
+    )
     g.add_argument(
         "--steps", type=int, default=d.steps, help=f"optimizer steps (default {d.steps})"
     )
@@ -98,22 +103,7 @@ def register(subparsers: Any) -> None:
 
 def _add_environments(parser: Parser) -> None:
     """One sub-command per registered environment, with its options and the training ones."""
-    from gflow.envs.registry import ENVIRONMENTS
-
-    envs = parser.add_subparsers(dest="env", required=True, metavar="ENV", parser_class=Parser)
-    common = _training_options()
-    taken = {flag for action in common._actions for flag in action.option_strings}
-    for name, spec in ENVIRONMENTS.items():
-        own = argparse.ArgumentParser(add_help=False)
-        spec.add_arguments(own.add_argument_group(f"{name} options"))
-        clash = sorted(taken & {flag for action in own._actions for flag in action.option_strings})
-        if clash:
-            raise ValueError(
-                f"gflow.envs.registry: environment {name!r} defines {', '.join(clash)}, which "
-                "`gflow train` uses for training; give the environment option another name"
-            )
-        env = envs.add_parser(name, help=spec.help, description=spec.help, parents=[own, common])
-        env.set_defaults(run=run, spec=spec, env_options=[a.dest for a in own._actions])
+    add_environment_parsers(parser, [_training_options()], Parser, run=run)
 
 
 def setup_runtime(args: argparse.Namespace) -> None:
@@ -140,10 +130,11 @@ def model_from_args(args: argparse.Namespace) -> ModelConfig:
 
 
 def objective_from_args(args: argparse.Namespace) -> Objective:
-    """The objective --objective names, with its options from the command line."""
-    from gflow.objectives import get_objective, options_for
+    """The objective --objective names (registered, with its options from the command line,
+    or a user's loss as module:fn or path/to/file.py:fn)."""
+    from gflow.plugins import resolve_objective
 
-    return get_objective(args.objective, **options_for(args.objective, vars(args)))
+    return resolve_objective(args.objective, vars(args))
 
 
 def _fields_from(args: argparse.Namespace, kind: type) -> dict[str, Any]:
@@ -157,15 +148,14 @@ def run(args: argparse.Namespace) -> int:
     from gflow.checkpoint import seed_everything
     from gflow.training import METRICS, build_policy, train
 
-    spec: EnvSpec = args.spec
     setup_runtime(args)
-    out = args.out or f"runs/{spec.name}-{args.objective}-seed{args.seed}"
+    objective = objective_from_args(args)
+    name = env_label(args)
+    out = args.out or f"runs/{name}-{objective.name}-seed{args.seed}"
     config = config_from_args(args, out=out)
     seed_everything(config.seed)
-    env = spec.build(args)
-    objective = objective_from_args(args)
+    env, info = env_from_args(args)
     policy = build_policy(env, model_from_args(args), config.device)
-    info = {"name": spec.name, "options": {k: getattr(args, k) for k in args.env_options}}
     try:
         resume = True if args.resume else None
         m = train(
@@ -186,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
         extra += f", top-{config.top_k} mean reward {m['top_k_reward']:.4g}"
         extra += f" ({m['unique_objects']} distinct objects)"
     print(
-        f"{spec.name} {objective.name}: {m['steps']} steps in {m['seconds']:.1f} s "
+        f"{name} {objective.name}: {m['steps']} steps in {m['seconds']:.1f} s "
         f"({m['iterations_per_second']:.1f} it/s, {m['trajectories_per_second']:.0f} traj/s), "
         f"loss {m['final_loss']:.4g}{extra} -> {out}/{METRICS}"
     )
