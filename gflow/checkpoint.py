@@ -160,13 +160,14 @@ def load_checkpoint(
         name = re.search(r"GLOBAL (\S+)", str(err))
         what = f"a Python object ({name.group(1)})" if name else "something other than plain data"
         raise CheckpointError(
-            f"checkpoint {path} holds {what}; refused without loading it (it could run code)"
+            f"checkpoint {path} holds {what}, refused unread (it could run code); {hint}"
         ) from None
     except Exception as err:  # noqa: BLE001 - any failure to read verified bytes is the file's
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(f"checkpoint {path} cannot be read ({first}); {hint}") from None
     if not isinstance(state, dict):
-        raise CheckpointError(f"checkpoint {path} holds a {type(state).__name__}, not a dict")
+        kind = type(state).__name__
+        raise CheckpointError(f"checkpoint {path} holds a {kind}, not a dict; {hint}")
     return state
 
 

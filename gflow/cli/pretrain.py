@@ -69,8 +69,8 @@ def run(args: argparse.Namespace) -> int:
     from gflow.checkpoint import seed_everything
     from gflow.objectives.outcome import BASES, outcome_objective
     from gflow.outcome import outcome_env
-    from gflow.pretrain import PretrainOptions, PretrainTrainer, start_or_resume
-    from gflow.training import METRICS, build_policy
+    from gflow.pretrain import PretrainOptions, PretrainTrainer
+    from gflow.training import METRICS, build_policy, start_or_resume
 
     prepare(args)
     if args.objective not in BASES:
