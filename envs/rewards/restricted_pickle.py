@@ -12,12 +12,18 @@ from typing import Any
 
 import numpy as np
 
+from gflow.errors import GflowError
+
 _RECONSTRUCT = np.zeros(0).__reduce__()[0]  # how arrays pickle with protocols 0-4
 _FROMBUFFER = np.zeros(0).__reduce_ex__(5)[0]  # how arrays pickle with protocol 5
 _NUMPY_CORES = ("numpy.core", "numpy._core")  # numpy 1 and numpy 2 names of the same modules
 
 
-class RefusedGlobal(pickle.UnpicklingError):
+class NotArrays(pickle.UnpicklingError, GflowError):
+    """The file is not a (gzip-compressed) pickle of a list of plain numpy arrays."""
+
+
+class RefusedGlobal(NotArrays):
     """The pickle names a global outside the allowed set; nothing it names was called."""
 
 
@@ -63,11 +69,21 @@ class ArrayUnpickler(pickle.Unpickler):
 
 
 def load_arrays(path: str | os.PathLike) -> list[np.ndarray]:
-    """The list of numpy arrays pickled in `path` (gzip-compressed or not), loaded safely."""
+    """The list of numpy arrays pickled in `path` (gzip-compressed or not), loaded safely; any
+    other content raises NotArrays naming the file."""
     raw = Path(path).read_bytes()
-    if raw[:2] == b"\x1f\x8b":
-        raw = gzip.decompress(raw)
-    obj = ArrayUnpickler(io.BytesIO(raw)).load()
+    if not raw:
+        raise NotArrays(f"{path} is empty, expected a pickled list of numpy arrays")
+    try:
+        if raw[:2] == b"\x1f\x8b":
+            raw = gzip.decompress(raw)
+        obj = ArrayUnpickler(io.BytesIO(raw)).load()
+    except RefusedGlobal as err:
+        raise RefusedGlobal(f"{path}: {err}") from None
+    except Exception as err:  # noqa: BLE001 - any failure to parse untrusted bytes is bad content
+        raise NotArrays(
+            f"{path} is not a pickled list of numpy arrays ({type(err).__name__}: {err})"
+        ) from None
     if not isinstance(obj, (list, tuple)) or not all(isinstance(a, np.ndarray) for a in obj):
-        raise pickle.UnpicklingError(f"{path} does not hold a list of numpy arrays")
+        raise NotArrays(f"{path} does not hold a list of numpy arrays")
     return list(obj)

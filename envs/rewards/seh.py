@@ -1,6 +1,6 @@
 """The sEH binding proxy of Bengio et al. (2021): weight loading, featurization and the network.
 
-The network and the features follow ``seh/README.md`` in the data folder: an NNConv-style edge
+The network and the features follow ``gflow/data/seh/README.md``: an NNConv-style edge
 network with mean aggregation and a GRU (12 rounds), a Set2Set readout (3 steps) and a linear
 head. The reward of the fragment benchmark is ``clip(raw / 8, 1e-4, 100)``.
 """
@@ -8,6 +8,7 @@ head. The reward of the fragment benchmark is ``clip(raw / 8, 1e-4, 100)``.
 from __future__ import annotations
 
 import os
+import zipfile
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -65,12 +66,15 @@ def load_params(path: str | os.PathLike) -> list[np.ndarray]:
     with open(path, "rb") as handle:
         is_zip = handle.read(4) == b"PK\x03\x04"
     if is_zip:
-        with np.load(path, allow_pickle=False) as data:
-            names = [f"p{i:02d}" for i in range(len(PARAM_SHAPES))]
-            missing = [name for name in names if name not in data]
-            if missing:
-                raise ValueError(f"{path} lacks the arrays {', '.join(missing)}")
-            arrays = [data[name] for name in names]
+        names = [f"p{i:02d}" for i in range(len(PARAM_SHAPES))]
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = [data[name] for name in names if name in data]
+                missing = [name for name in names if name not in data]
+        except (zipfile.BadZipFile, EOFError, ValueError) as err:
+            raise ValueError(f"{path} is not a readable .npz of arrays: {err}") from None
+        if missing:
+            raise ValueError(f"{path} lacks the arrays {', '.join(missing)}")
     else:
         arrays = load_arrays(path)
     if len(arrays) != len(PARAM_SHAPES):
@@ -230,7 +234,7 @@ class SEHProxy:
         device: str | torch.device | None = None,
         batch_size: int = 512,
     ) -> SEHProxy:
-        """The proxy with weights from `path`, or from the data folders when path is None."""
+        """The proxy with weights from `path`, or found by `find_data` (bundled by default)."""
         return cls(SEHNet(load_params(find_data(PARAMS_FILE, path))), device, batch_size)
 
     @torch.inference_mode()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Sequence
 from itertools import combinations
 from math import comb
+from statistics import NormalDist
 from typing import Any
 
 import moocore
@@ -14,6 +17,10 @@ Maximize = bool | Sequence[bool]
 
 # Largest (weights x points x objectives) block R2 evaluates at once, to bound memory.
 _R2_BLOCK = 1 << 22
+# Largest (samples x points) block of comparisons the Monte-Carlo hypervolume holds at once.
+_MC_BLOCK = 1 << 22
+# Timings shorter than this (seconds) are too noisy to measure how the hypervolume's cost grows.
+_TIMING_RESOLUTION = 2e-3
 
 
 def as_points(points: Any, name: str = "points") -> np.ndarray:
@@ -125,17 +132,109 @@ def dominates_reference(points: Any, ref: Any, maximize: Maximize = True) -> np.
     return (array * signs < _as_vector(ref, array.shape[1], "ref") * signs).all(axis=1)
 
 
-def hypervolume(points: Any, ref: Any, maximize: Maximize = True) -> float:
-    """Exact hypervolume of the region `points` dominate and that dominates `ref`; points not
-    strictly better than `ref` in every objective contribute nothing."""
+def _minimized_inside(points: Any, ref: Any, maximize: Maximize) -> tuple[np.ndarray, np.ndarray]:
+    """(points strictly better than `ref` in every objective, ref), both turned into a
+    minimization problem."""
     array = as_points(points)
     signs = _signs(maximize, array.shape[1])
     minimized = array * signs
     ref_min = _as_vector(ref, array.shape[1], "ref") * signs
-    inside = minimized[(minimized < ref_min).all(axis=1)]
+    return minimized[(minimized < ref_min).all(axis=1)], ref_min
+
+
+def hypervolume(points: Any, ref: Any, maximize: Maximize = True) -> float:
+    """Exact hypervolume of the region `points` dominate and that dominates `ref`; points not
+    strictly better than `ref` in every objective contribute nothing."""
+    inside, ref_min = _minimized_inside(points, ref, maximize)
     if len(inside) == 0:
         return 0.0
     return float(moocore.hypervolume(inside, ref=ref_min))
+
+
+def hypervolume_seconds(
+    points: Any, ref: Any, maximize: Maximize = True, budget: float = 0.25, seed: int = 0
+) -> float:
+    """Estimated seconds `hypervolume` takes on these points, measured within about `budget`
+    seconds: the exact computation is timed on random subsets of the Pareto front of doubling
+    size (32, 64, ...) and extrapolated to the whole front with the growth rate seen between
+    the last two sizes (the worst-case rate n^(d-2) while timings are too short to tell). An
+    order of magnitude, meant to warn before a computation that may not finish."""
+    inside, ref_min = _minimized_inside(points, ref, maximize)
+    front = np.unique(inside[moocore.is_nondominated(inside)], axis=0)
+    n, d = front.shape
+    order = np.random.default_rng(seed).permutation(n)
+    timings: list[tuple[int, float]] = []
+    spent, size = 0.0, 32
+    while size < n:
+        if len(timings) >= 2 and spent + timings[-1][1] * _growth(timings, d) > budget:
+            break
+        start = time.perf_counter()
+        moocore.hypervolume(front[order[:size]], ref=ref_min)
+        timings.append((size, time.perf_counter() - start))
+        spent += timings[-1][1]
+        if spent > budget:
+            break
+        size *= 2
+    if not timings:
+        return 0.0
+    measured, seconds = timings[-1]
+    return seconds * _growth(timings, d) ** math.log2(n / measured)
+
+
+def _growth(timings: list[tuple[int, float]], n_objectives: int) -> float:
+    """Factor by which the exact hypervolume's time grows when the points double: measured
+    between the last two timings when they are long enough to tell (at least 2), else the
+    worst case 2^(d-2)."""
+    worst = 2.0 ** max(1, n_objectives - 2)
+    if len(timings) < 2 or timings[-2][1] < _TIMING_RESOLUTION:
+        return worst
+    return min(worst, max(2.0, timings[-1][1] / timings[-2][1]))
+
+
+def hypervolume_mc(
+    points: Any,
+    ref: Any,
+    samples: int = 100_000,
+    seed: int = 0,
+    maximize: Maximize = True,
+    confidence: float = 0.95,
+) -> tuple[float, float, float]:
+    """Monte-Carlo estimate of the hypervolume with a confidence interval: (estimate, low, high).
+
+    The dominated region is the union of the boxes [p, ref] of the Pareto points p. Karp and
+    Luby's union estimator draws a box with probability proportional to its volume and a point
+    x uniformly inside it; with c(x) the number of boxes that hold x, the hypervolume is the
+    total box volume times the mean of 1 / c(x), unbiased. The interval is the normal one at
+    level `confidence` (the values 1 / c lie in [1 / n, 1]), kept within the exact bounds
+    [largest box, total box volume]. The standard error shrinks like 1 / sqrt(samples) whatever
+    the number of objectives; the cost is samples x front size x objectives comparisons."""
+    if samples < 2:
+        raise ValueError(f"samples must be >= 2, got {samples}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    inside, ref_min = _minimized_inside(points, ref, maximize)
+    if len(inside) == 0:
+        return 0.0, 0.0, 0.0
+    front = inside[moocore.is_nondominated(inside, keep_weakly=False)]
+    sides = ref_min - front
+    volumes = np.prod(sides, axis=1)
+    total = float(volumes.sum())
+    rng = np.random.default_rng(seed)
+    block = max(1, _MC_BLOCK // len(front))
+    inverse_counts = np.empty(samples)
+    for start in range(0, samples, block):
+        size = min(block, samples - start)
+        box = rng.choice(len(front), size=size, p=volumes / total)
+        draws = front[box] + rng.random((size, front.shape[1])) * sides[box]
+        held = np.ones((size, len(front)), dtype=bool)
+        for objective in range(front.shape[1]):
+            held &= front[:, objective] <= draws[:, objective, None]
+        inverse_counts[start : start + size] = 1.0 / held.sum(axis=1)
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    estimate = total * float(inverse_counts.mean())
+    half = z * total * float(inverse_counts.std(ddof=1)) / math.sqrt(samples)
+    low = max(float(volumes.max()), estimate - half)
+    return estimate, min(low, estimate), min(total, estimate + half)
 
 
 def simplex_lattice(n_objectives: int, n_divisions: int) -> np.ndarray:
