@@ -27,7 +27,6 @@ import argparse
 import datetime
 import heapq
 import math
-import platform
 import time
 from pathlib import Path
 from typing import Any
@@ -36,10 +35,12 @@ import numpy as np
 import torch
 from gflow.envs.sets import SIZES, SetGeneration
 
+from gflow.bench.machine import machine_info
 from gflow.checkpoint import save_json, seed_everything
+from gflow.objectives import get_objective
 from gflow.replay import ReplayBuffer
 from gflow.sampling import sample_forward
-from gflow.training import TopObjects, TrainConfig, Trainer, build_objective, build_policy
+from gflow.training import Callback, ModelConfig, TopObjects, TrainConfig, Trainer, build_policy
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "forward_looking.json"
@@ -159,41 +160,43 @@ def mean_log_reward(env: SetGeneration) -> float:
     return float(np.dot(inclusion, log_w))
 
 
+class EvaluationDraws(Callback):
+    """After each training step, `per_step` on-policy draws (no exploration): the best distinct
+    sets drawn so far and, at the recorded steps, their top-K mean reward and the mean
+    log-reward of the draws since the last record."""
+
+    def __init__(self, env: SetGeneration, per_step: int, recorded: set[int]):
+        self.env, self.per_step, self.recorded = env, per_step, recorded
+        self.best = TopObjects(env, TOP_K)
+        self.curve: list[list[float]] = []
+        self.log_rewards: list[list[float]] = []
+        self.window: list[torch.Tensor] = []
+
+    def after_step(self, trainer: Trainer, loss: torch.Tensor, batch: Any) -> None:
+        draws = sample_forward(self.env, trainer.policy, self.per_step)
+        self.best.add(draws)
+        self.window.append(draws.log_reward)
+        if trainer.step in self.recorded:
+            self.curve.append([trainer.step, self.best.stats()["top_k_reward"]])
+            self.log_rewards.append([trainer.step, float(torch.cat(self.window).mean())])
+            self.window = []
+
+
 def run_one(size: str, name: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     """Train one objective on one size; its evaluation curves and timings."""
     env = SetGeneration.preset(size, seed=args.env_seed)
     epsilon = PAPER_EPSILON[size][name] if args.epsilon is None else args.epsilon
     config = TrainConfig(
-        steps=args.steps,
-        batch_size=16,
-        hidden=256,
-        layers=2,
-        lr=1e-3,
-        lr_log_z=1e-1,
-        epsilon=epsilon,
-        learn_pb=args.learn_pb,
-        objective=name,
-        seed=seed,
-        top_k=0,
+        steps=args.steps, batch_size=16, lr=1e-3, lr_log_z=1e-1, epsilon=epsilon, seed=seed, top_k=0
     )
     seed_everything(seed)
-    policy = build_policy(env, config)
-    trainer = Trainer(env, policy, build_objective(config), config)
-    evaluated = TopObjects(env, TOP_K)
-    recorded = set(record_steps(args))
-    curve, log_rewards, window, train_s = [], [], [], 0.0
+    policy = build_policy(env, ModelConfig(hidden=256, layers=2, learn_pb=args.learn_pb))
+    trainer = Trainer(env, policy, get_objective(name), config)
+    evaluation = EvaluationDraws(env, args.eval_batch, set(record_steps(args)))
     started = time.perf_counter()
-    for step in range(1, args.steps + 1):
-        tic = time.perf_counter()
-        trainer.train_step()
-        train_s += time.perf_counter() - tic
-        draws = sample_forward(env, policy, args.eval_batch)
-        evaluated.add(draws)
-        window.append(draws.log_reward)
-        if step in recorded:
-            curve.append([step, evaluated.stats()["top_k_reward"]])
-            log_rewards.append([step, float(torch.cat(window).mean())])
-            window = []
+    trainer.run(quiet=True, callbacks=[evaluation])
+    evaluated, curve, log_rewards = evaluation.best, evaluation.curve, evaluation.log_rewards
+    train_s = trainer.train_seconds
     return {
         "size": size,
         "objective": name,
@@ -354,11 +357,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result = {
         "benchmark": "forward_looking",
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "machine": {
-            "platform": platform.platform(),
-            "torch": torch.__version__,
-            "threads": args.threads,
-        },
+        "machine": machine_info(),
         "settings": {
             "steps": args.steps,
             "seeds": args.seeds,

@@ -137,18 +137,19 @@ def budget(args: argparse.Namespace, setting: Setting) -> dict[str, Any]:
 
 def run_gflow(args: argparse.Namespace) -> dict[str, Any]:
     """Worker: train with gflow's training loop (`Trainer.run`, what `gflow.training.train`
-    runs), one evaluation interval at a time so that the wall-time budget can end the run."""
+    runs) until the iteration budget, or the wall-time budget checked at each evaluation."""
     import torch
     from gflow.envs.hypergrid import HyperGrid
 
     from gflow.checkpoint import seed_everything
     from gflow.objectives import get_objective
-    from gflow.training import TrainConfig, Trainer, build_policy
+    from gflow.training import ModelConfig, TrainConfig, Trainer, build_policy
 
     torch.set_num_threads(args.threads)
     env = HyperGrid(args.ndim, args.height, r0=args.r0)
+    every = args.eval_every
     config = TrainConfig(
-        steps=args.eval_every,
+        steps=-(-args.iterations // every) * every,
         batch_size=args.batch,
         lr=args.lr,
         lr_log_z=args.lr_logz,
@@ -157,17 +158,13 @@ def run_gflow(args: argparse.Namespace) -> dict[str, Any]:
         checkpoint_every=0,
         log_every=args.eval_every,
         seed=args.seed,
-        hidden=args.hidden,
-        layers=args.layers,
     )
     seed_everything(args.seed)
-    trainer = Trainer(env, build_policy(env, config), get_objective("tb"), config)
+    policy = build_policy(env, ModelConfig(hidden=args.hidden, layers=args.layers))
+    trainer = Trainer(env, policy, get_objective("tb"), config)
     seed_everything(args.seed)
-    while True:
-        trainer.run(quiet=True)
-        if trainer.train_seconds >= args.max_seconds or config.steps >= args.iterations:
-            break
-        config.steps += args.eval_every
+    budget = args.max_seconds
+    trainer.run(quiet=True, until=lambda t: t.step % every == 0 and t.train_seconds >= budget)
     curve = [
         {"iteration": e["step"], "seconds": e["train_seconds"], "tv": e["exact_tv"]}
         for e in trainer.eval_history

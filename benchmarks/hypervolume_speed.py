@@ -14,7 +14,6 @@ import argparse
 import json
 import multiprocessing as mp
 import os
-import platform
 import statistics
 import time
 import timeit
@@ -24,6 +23,7 @@ from pathlib import Path
 import moocore
 import numpy as np
 
+from gflow.bench.machine import machine_info
 from gflow.metrics import hypervolume
 
 CASES = ((2, 1000), (3, 1000), (4, 100), (4, 300), (4, 1000), (5, 100))
@@ -84,22 +84,10 @@ def time_botorch(points: np.ndarray, timeout_s: float) -> dict[str, object]:
         child.join()
 
 
-def machine_info() -> dict[str, object]:
-    """CPU, load and library versions of this machine."""
-    cpu = platform.processor()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        lines = cpuinfo.read_text().splitlines()
-        names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
-        cpu = names[0] if names else cpu
-    return {
-        "platform": platform.platform(),
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "load_average_1m_at_start": os.getloadavg()[0],
-        "python": platform.python_version(),
-        **{name: version(name) for name in ("numpy", "moocore", "botorch", "torch")},
-    }
+def machine() -> dict[str, object]:
+    """Where the benchmark ran (`gflow.bench.machine.machine_info`) and the library versions."""
+    versions = {name: version(name) for name in ("numpy", "moocore", "botorch", "torch")}
+    return machine_info() | {"load_average_1m_at_start": os.getloadavg()[0]} | versions
 
 
 def relative(a: float, b: float) -> float:
@@ -139,7 +127,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7, help="timeit rounds per engine")
     parser.add_argument("--botorch-timeout", type=float, default=400.0, help="seconds per case")
     args = parser.parse_args()
-    report = {"machine": machine_info(), "tolerance": TOLERANCE, "cases": []}
+    report = {"machine": machine(), "tolerance": TOLERANCE, "cases": []}
     for n_objectives, n_points in CASES:
         case = run_case(n_objectives, n_points, args.repeats, args.botorch_timeout)
         report["cases"].append(case)

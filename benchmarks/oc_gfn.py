@@ -32,9 +32,11 @@ from gflow.objectives import get_objective
 from gflow.objectives.outcome import outcome_objective
 from gflow.outcome import outcome_env, terminal_objects
 from gflow.pretrain import PretrainOptions, PretrainTrainer
-from gflow.training import TrainConfig, Trainer, build_policy
+from gflow.training import Callback, ModelConfig, TrainConfig, Trainer, build_policy
 
 HERE = Path(__file__).parent
+MODEL = ModelConfig(hidden=64)
+"""Every network of the benchmark: a 2 x 64 MLP, uniform P_B."""
 METHODS = {"amortized": 4, "exact-sum": 0, "scratch": None}
 """Fine-tuning with the (N, Q) predictor (4 outcomes per move), with the exact sum over all
 outcomes, and TB from scratch."""
@@ -53,26 +55,20 @@ def bitseq_modes(env: BitSequence, states: torch.Tensor, log_reward: torch.Tenso
     return set(hits.nonzero().squeeze(1).tolist())
 
 
-def recording(base: type[Trainer], modes_of: Any) -> type[Trainer]:
-    """`base` that records the modes found by its training batches and reports their number at
-    every exact evaluation."""
+class ModesFound(Callback):
+    """Records the modes found by the training batches and adds their number to every
+    evaluation's entry."""
 
-    class Recording(base):  # type: ignore[misc, valid-type]
-        def batch(self):  # noqa: ANN202
-            rollout = super().batch()
-            done = rollout.done
-            objects = self.env.select(rollout.terminal, done)
-            self.found = getattr(self, "found", set()) | modes_of(
-                self.env, objects, rollout.log_reward[done]
-            )
-            return rollout
+    def __init__(self, modes_of: Any):
+        self.modes_of, self.found = modes_of, set()
 
-        def evaluate(self) -> dict[str, float]:
-            report = super().evaluate()
-            self.eval_history[-1]["modes"] = len(getattr(self, "found", set()))
-            return report
+    def after_step(self, trainer: Trainer, loss: torch.Tensor, batch: Any) -> None:
+        done = batch.done
+        objects = trainer.env.select(batch.terminal, done)
+        self.found |= self.modes_of(trainer.env, objects, batch.log_reward[done])
 
-    return Recording
+    def after_evaluate(self, trainer: Trainer, entry: dict[str, Any]) -> None:
+        entry["modes"] = len(self.found)
 
 
 def pretrain(env: Env, steps: int, teleport: bool, cfg: dict, seed: int) -> tuple[Any, dict]:
@@ -81,7 +77,6 @@ def pretrain(env: Env, steps: int, teleport: bool, cfg: dict, seed: int) -> tupl
     objective = outcome_objective("db", teleport)
     config = TrainConfig(
         steps=steps,
-        objective=objective.name,
         eval_every=max(1, steps // 10),
         seed=seed,
         epsilon=0.0 if teleport else 0.05,
@@ -89,7 +84,7 @@ def pretrain(env: Env, steps: int, teleport: bool, cfg: dict, seed: int) -> tupl
         **cfg,
     )
     seed_everything(seed)
-    policy = build_policy(oenv, config)
+    policy = build_policy(oenv, MODEL)
     options = PretrainOptions(swapped=not teleport)
     start = time.perf_counter()
     metrics = PretrainTrainer(oenv, policy, objective, config, options).run(quiet=True)
@@ -116,23 +111,20 @@ def adapt(
 ) -> dict[str, list]:
     """Fine-tuning from the pre-trained model (`samples` outcomes per move from Q, 0: exact
     sum), or TB from scratch when `pretrained` is None, on `env`'s reward."""
-    config = TrainConfig(
-        steps=steps, objective="tb", eval_every=max(1, steps // 12), seed=seed, **cfg
-    )
+    config = TrainConfig(steps=steps, eval_every=max(1, steps // 12), seed=seed, **cfg)
     out = {}
     seed_everything(seed)
+    trainer: Trainer
     if pretrained is None:
-        trainer = recording(Trainer, modes_of)(
-            env, build_policy(env, config), get_objective("tb"), config
-        )
+        trainer = Trainer(env, build_policy(env, MODEL), get_objective("tb"), config)
     else:
         options = FinetuneOptions(distill_steps=distill, samples=samples)
-        model = build_model(env, pretrained, config, options)
-        trainer = recording(FinetuneTrainer, modes_of)(
+        model = build_model(env, pretrained, options, MODEL)
+        trainer = FinetuneTrainer(
             env, model, get_objective("tb"), config, options, env.featurize, terminal_objects(env)
         )
     seed_everything(seed)
-    metrics = trainer.run(quiet=True)
+    metrics = trainer.run(quiet=True, callbacks=[ModesFound(modes_of)])
     keys = ("step", "train_seconds", "exact_tv", "modes")
     out["history"] = [{k: e[k] for k in keys} for e in metrics["eval_history"]]
     return out
@@ -182,8 +174,9 @@ def task_list(quick: bool) -> list[dict]:
 
 def run(quick: bool, seeds: list[int]) -> dict:
     """Every task, reward and seed; the results as one JSON-ready dictionary."""
-    cfg = dict(batch_size=32, hidden=64, lr=3e-3, lr_log_z=3e-2)
-    results: dict[str, Any] = {"config": cfg | {"quick": quick, "seeds": seeds}, "tasks": []}
+    cfg = dict(batch_size=32, lr=3e-3, lr_log_z=3e-2)
+    settings = cfg | {"hidden": MODEL.hidden, "quick": quick, "seeds": seeds}
+    results: dict[str, Any] = {"config": settings, "tasks": []}
     for task in task_list(quick):
         entry: dict[str, Any] = {"name": task["name"], "pretraining": {}, "rewards": []}
         models = {}

@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,14 +38,16 @@ import torch
 from gflow.envs.hypergrid import HyperGrid
 from gflow.envs.mo_hypergrid import MOHyperGrid
 
+from gflow.bench.machine import machine_info
 from gflow.checkpoint import save_json, seed_everything
 from gflow.conditioning import ConditionalEnv, Conditioning, TemperatureDistribution
 from gflow.env import Env
 from gflow.exact import target_distribution, terminal_distribution
 from gflow.metrics import hypervolume, is_non_dominated
+from gflow.objectives import get_objective
 from gflow.policies.mlp import MLPPolicy
 from gflow.sampling import sample_forward
-from gflow.training import TrainConfig, Trainer, build_objective, build_policy
+from gflow.training import Callback, ModelConfig, TrainConfig, Trainer, build_policy
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "order_preserving.json"
@@ -90,19 +92,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def config(objective: str, steps: int, seed: int, top_k: int = 0) -> TrainConfig:
+MODEL = ModelConfig(hidden=256, layers=2)
+"""The shared network: a 2 x 256 MLP, uniform P_B."""
+
+
+def config(steps: int, seed: int, top_k: int = 0) -> TrainConfig:
     """The shared training setup."""
     return TrainConfig(
-        steps=steps,
-        batch_size=16,
-        hidden=256,
-        layers=2,
-        lr=1e-3,
-        lr_log_z=1e-1,
-        objective=objective,
-        seed=seed,
-        top_k=top_k,
+        steps=steps, batch_size=16, lr=1e-3, lr_log_z=1e-1, seed=seed, top_k=top_k, eval_every=0
     )
+
+
+class Every(Callback):
+    """Calls `record(trainer)` after each training step in `steps`."""
+
+    def __init__(self, steps: list[int], record: Callable[[Trainer], None]):
+        self.steps, self.record = set(steps), record
+
+    def after_step(self, trainer: Trainer, loss: torch.Tensor, batch: Any) -> None:
+        if trainer.step in self.steps:
+            self.record(trainer)
 
 
 def recorded(steps: int, every: int) -> list[int]:
@@ -114,20 +123,18 @@ def single_run(objective: str, beta: float, seed: int, args: argparse.Namespace)
     """Train on the hypergrid (reward R^beta; OP-TB sees only the order, so beta = 1 for it):
     modes found against steps, and the exact mass on the modes at the end."""
     env = PoweredHyperGrid(args.ndim, args.height, args.r0, beta)
-    cfg = config(objective, args.single_steps, seed, top_k=1)
+    cfg = config(args.single_steps, seed, top_k=1)
     seed_everything(seed)
-    policy = build_policy(env, cfg)
-    trainer = Trainer(env, policy, build_objective(cfg), cfg)
+    policy = build_policy(env, MODEL)
+    trainer = Trainer(env, policy, get_objective(objective), cfg)
     states = trainer.graph.states
     log_r = env.log_reward(states)
     is_mode = log_r == log_r.max()
     modes = set(np.array(env.keys(states), dtype=object)[is_mode.numpy()].tolist())
-    points, started = set(recorded(args.single_steps, args.record_every)), time.perf_counter()
-    curve = []
-    for step in range(1, args.single_steps + 1):
-        trainer.train_step()
-        if step in points:
-            curve.append([step, len(modes & trainer.top.seen)])
+    started, curve = time.perf_counter(), []
+    points = recorded(args.single_steps, args.record_every)
+    found = Every(points, lambda t: curve.append([t.step, len(modes & t.top.seen)]))
+    trainer.run(quiet=True, callbacks=[found])
     sampler = terminal_distribution(trainer.graph, env, policy)
     target, _ = target_distribution(trainer.graph, env)
     return {
@@ -169,19 +176,22 @@ def mo_run(method: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     else:
         env = base
     objective = {"op-tb": "op-tb", "pc-tb": "tb", "sum-tb": "tb", "random": "tb"}[method]
-    cfg = config(objective, args.mo_steps, seed)
+    cfg = config(args.mo_steps, seed)
     seed_everything(seed)
-    policy = build_policy(env, cfg)
-    trainer = Trainer(env, policy, build_objective(cfg), cfg)
+    policy = build_policy(env, MODEL)
     curve, started = [], time.perf_counter()
-    points = set(recorded(args.mo_steps, args.record_every))
-    for step in range(1, args.mo_steps + 1):
-        if method != "random":
-            trainer.train_step()
-        if step in points:
-            epsilon = 1.0 if method == "random" else 0.0
-            values = draw_objectives(env, policy, args.eval_samples, epsilon)
-            curve.append([step, *front_metrics(values, front)])
+    points = recorded(args.mo_steps, args.record_every)
+
+    def measure(step: int, epsilon: float) -> None:
+        values = draw_objectives(env, policy, args.eval_samples, epsilon)
+        curve.append([step, *front_metrics(values, front)])
+
+    if method == "random":  # no training: uniformly random draws at the same points
+        for step in points:
+            measure(step, 1.0)
+    else:
+        trainer = Trainer(env, policy, get_objective(objective), cfg)
+        trainer.run(quiet=True, callbacks=[Every(points, lambda t: measure(t.step, 0.0))])
     return {
         "method": method,
         "seed": seed,
@@ -320,11 +330,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result = {
         "benchmark": "order_preserving",
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "machine": {
-            "platform": platform.platform(),
-            "torch": torch.__version__,
-            "threads": args.threads,
-        },
+        "machine": machine_info(),
         "settings": {
             "single": {
                 "ndim": args.ndim,

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import platform
 import resource
 import sys
 import time
@@ -29,6 +28,7 @@ import torch
 from matplotlib.figure import Figure
 from rdkit import Chem, DataStructs
 
+from gflow.bench.machine import machine_info
 from gflow.bench.molecule_grid import save_molecule_grid
 from gflow.bench.plots import save_figure
 from gflow.checkpoint import save_json, seed_everything
@@ -471,13 +471,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             f"unique molecules with proxy > {config.mode_threshold} whose Tanimoto similarity "
             f"(Morgan radius 2, 2048 bits) to every earlier mode is < {config.mode_similarity}"
         ),
-        "machine": {
-            "device": config.device,
-            "threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-            "cpu": platform.processor() or platform.machine(),
-        },
+        "machine": machine_info() | {"device": config.device},
         **summary,
         "top_molecules": log.top(max(config.grid, 20)),
         "files": {"grid": GRID, "reward_plot": REWARD_PLOT},
