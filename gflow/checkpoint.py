@@ -52,7 +52,7 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> None:
+def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], object]) -> None:
     """Write a file so that readers see either the old or the new content, never a partial one:
     write a temporary file in the same folder (mode 0666 less the umask, as `open` would give),
     fsync it, then rename it over `path`."""
@@ -214,7 +214,7 @@ def open_run(
     return load_checkpoint(path, device)
 
 
-def announce_resume(out: str | os.PathLike, step: int, steps: int) -> None:
+def announce_resume(out: str | os.PathLike | None, step: int, steps: int) -> None:
     """Say on stderr where a resumed run continues; a run already past `steps` is an error."""
     if step > steps:
         raise ValueError(

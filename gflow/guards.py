@@ -62,11 +62,15 @@ def describe_object(env: Env, states: States, i: int, device: torch.device | Non
 
 
 def check_log_reward(env: Env, states: States, log_reward: torch.Tensor) -> None:
-    """RewardError unless every log R(x) is finite (one reduction on the common path); the
-    message names the reward, the first offending object and what is wrong."""
-    if bool(torch.isfinite(log_reward).all()):
+    """RewardError unless every log R(x) is finite (one sum on the common path: it is finite
+    unless an entry is not, or it overflows); the message names the reward, the first offending
+    object and what is wrong."""
+    if math.isfinite(float(log_reward.sum())):
         return
-    i = int((~torch.isfinite(log_reward)).nonzero()[0, 0])
+    bad = ~torch.isfinite(log_reward)
+    if not bool(bad.any()):
+        return
+    i = int(bad.nonzero()[0, 0])
     value = float(log_reward[i])
     if math.isnan(value):
         problem = "log R is NaN (a NaN or negative reward)"

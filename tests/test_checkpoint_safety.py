@@ -7,7 +7,10 @@ import json
 import os
 import random
 import re
+import signal
 import stat
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -207,18 +210,31 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pt"]
 
 
-def test_stale_temporary_files_of_a_killed_save_are_removed(tmp_path, capsys):
+KILLED_SAVE = """
+import os, signal, sys
+from gflow.checkpoint import atomic_write
+
+def dies(f):
+    f.write(b"half a checkpoint")
+    f.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+atomic_write(sys.argv[1], dies)
+"""
+
+
+def test_a_kill_during_a_save_leaves_no_temporary_file_after_the_next_run(tmp_path, capsys):
     out = tmp_path / "run"
-    out.mkdir()
-    stale = [out / f".checkpoint.pt.k1ll3d_x{TEMP_SUFFIX}", out / f".metrics.json.abc{TEMP_SUFFIX}"]
-    for path in stale:
-        path.write_bytes(b"half a checkpoint")
-    keep = [out / "notes.tmp", out / ".hidden"]
+    killed = subprocess.run([sys.executable, "-c", KILLED_SAVE, str(out / "checkpoint.pt")])
+    assert killed.returncode == -signal.SIGKILL
+    (stale,) = out.glob(f".checkpoint.pt.*{TEMP_SUFFIX}")
+    assert not (out / "checkpoint.pt").exists()
+    keep = [out / "notes.tmp", out / ".hidden"]  # not ours: left alone
     for path in keep:
         path.write_text("mine")
     code, _, err = call(["train", *GRID, *QUIET, "--steps", "2", "--out", str(out)], capsys)
     assert code == 0, err
-    assert not any(p.exists() for p in stale) and all(p.exists() for p in keep)
+    assert not stale.exists() and all(p.exists() for p in keep)
     assert not list(out.glob(f"*{TEMP_SUFFIX}"))
 
 

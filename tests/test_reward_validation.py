@@ -81,6 +81,8 @@ def test_replayed_log_rewards_are_checked():
     objects = torch.tensor([[1, 2], [2, 2]])
     with pytest.raises(RewardError, match=r"log R is NaN .* for object \[2, 2\]"):
         sample_backward(env, None, objects, log_reward=torch.tensor([0.0, math.nan]))
+    huge = torch.tensor([3e38, 3e38])  # finite, though their sum overflows
+    assert torch.equal(sample_backward(env, None, objects, log_reward=huge).log_reward, huge)
 
 
 class HugeScaleGrid(HyperGrid):

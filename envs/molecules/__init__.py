@@ -9,11 +9,12 @@ one, R(x) = 1 for every molecule (uniform over molecules up to the symmetry corr
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from rdkit import Chem
 
+from gflow.env import Env
 from gflow.guards import check_reward
 
 MolReward = Callable[[list[Chem.Mol]], torch.Tensor | Sequence[float]]
@@ -47,7 +48,7 @@ class MoleculeRewardMixin:
         values = torch.as_tensor(self.reward(self.to_mol(states)), dtype=torch.float64)
         if values.shape != (n,):
             raise ValueError(f"the reward returned shape {tuple(values.shape)} for {n} molecules")
-        check_reward(self, states, values)
+        check_reward(cast(Env, self), states, values)
         return values.log().float().to(self.device)
 
     def energy(self, states) -> torch.Tensor:
