@@ -1,166 +1,279 @@
-"""seh-frag benchmark, side by side: gflow's `gflow bench seh-frag` and, when its Python is given,
-recursionpharma/gflownet's seh_frag task with the same steps, batch, model size, temperature
-distribution, seed and CPU threads.
+"""seh-frag side by side: `gflow bench seh-frag` and recursionpharma/gflownet's seh_frag task at
+equal settings (steps, batch 64, graph transformer 4 x 128, beta ~ U[0.5, 32] thermometer-encoded,
+seed, one torch thread each), one after the other, never at once, load average recorded.
 
-    .venv/bin/python benchmarks/seh_frag.py [--steps N] [--peer-python /path/to/peer/bin/python]
+    .venv/bin/python benchmarks/seh_frag.py --peer            # 120 steps each, about 30 minutes
+    .venv/bin/python benchmarks/seh_frag.py --steps 20        # gflow alone, a smoke run
 
-The peer lives in its own environment (it is not on PyPI: install it from its git repository);
-benchmarks/peers/recursion_seh_frag.py runs it there and hands back its timing and the SMILES it
-generated, which are scored here with gflow's sEH proxy so that top-K rewards and modes are
-computed by one piece of code for both. Without --peer-python the results record why the peer
-was not run. Writes benchmarks/results/seh_frag.json and the run's PNGs beside it.
+With --peer the peer's venv is built with the shared harness's setup.sh (benchmarks/peers/
+recursion_gflownet.py) and its own runner trains first; gflow then trains in its own process for
+as long as the peer took (the equal-wall budget), so one gflow run gives both the figures at the
+peer's step count and those at the peer's wall time. Both sides' figures come from the same code
+(`gflow.bench.seh_frag.MoleculeLog`, gflow's sEH proxy): the peer's logged SMILES are re-scored
+and replayed step by step. Modes: unique molecules with raw proxy > 7.5 whose Tanimoto similarity
+(Morgan radius 2, 2048 bits) to every earlier mode is < 0.7. Writes benchmarks/results/
+seh_frag.json (both sides, ratios, peak RSS, curves of top-K reward and modes against steps and
+seconds, targets) and seh_frag.png with both curves on the same axes.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import subprocess
+import statistics
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
-from gflow.envs.rewards import SEHProxy, seh_reward
 from rdkit import Chem, rdBase
 
-from gflow.bench.seh_frag import GRID, RESULTS, REWARD_PLOT, SHORT_STEPS, MoleculeLog
-from gflow.checkpoint import save_json
-from gflow.cli import build_parser
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gflow.envs.rewards import SEHProxy, seh_reward  # noqa: E402
+from peers import recursion_gflownet as peer_side  # noqa: E402
+from seh_frag_common import RESULTS_DIR, curve_figure, machine, run_gflow  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
-PEER_SCRIPT = ROOT / "benchmarks" / "peers" / "recursion_seh_frag.py"
-RESULTS_DIR = ROOT / "benchmarks" / "results"
-MAX_PNG_BYTES = 400_000
-"""PNGs larger than this stay in the run folder instead of being copied beside the results."""
+from gflow.bench.seh_frag import MoleculeLog  # noqa: E402
+from gflow.checkpoint import save_json  # noqa: E402
+
+MODE_THRESHOLD, MODE_SIMILARITY = 7.5, 0.7
+TARGETS = {"traj_per_s_ratio": 25.0, "memory_ratio": 0.1, "modes": 100, "top_1000": 0.9}
+"""Issue 12's targets: throughput >= 25x, peak memory <= 1/10, and in the peer's wall time for
+its steps >= 100 modes with top-1000 reward >= 0.9."""
+METRICS = [
+    ("top_100_reward", "top-100 reward"),
+    ("top_1000_reward", "top-1000 reward"),
+    ("modes", "modes (proxy > 7.5, Tanimoto < 0.7)"),
+]
 
 
 def parse_args() -> argparse.Namespace:
     """Benchmark settings."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--steps", type=int, default=SHORT_STEPS, help="training steps, both sides")
+    p.add_argument("--steps", type=int, default=120, help="training steps of the peer")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--hidden", type=int, default=128)
-    p.add_argument("--layers", type=int, default=4)
-    p.add_argument("--beta-dist", default="uniform:0.5,32")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads, both sides")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--peer-python", type=Path, default=None, help="Python with gflownet installed")
-    p.add_argument("--peer-timeout", type=float, default=6 * 3600, help="seconds")
-    p.add_argument("--run-dir", type=Path, default=None, help="gflow run folder (default: temp)")
-    p.add_argument("--results", type=Path, default=RESULTS_DIR / "seh_frag.json")
-    return p.parse_args()
-
-
-def run_gflow(args: argparse.Namespace, out: Path) -> dict[str, Any]:
-    """Run `gflow bench seh-frag` in this process and read back its results.json."""
-    flags = [
-        "bench", "seh-frag", "--steps", str(args.steps), "--batch-size", str(args.batch_size),
-        "--hidden", str(args.hidden), "--layers", str(args.layers), "--beta-dist",
-        args.beta_dist, "--seed", str(args.seed), "--threads", str(args.threads), "--device",
-        args.device, "--out", str(out),
-    ]  # fmt: skip
-    parsed = build_parser().parse_args(flags)
-    parsed.run(parsed)
-    return json.loads((out / RESULTS).read_text())
-
-
-def run_peer(args: argparse.Namespace) -> dict[str, Any]:
-    """Run the peer's seh_frag task in its own Python; its JSON report."""
-    python = args.peer_python
-    if not python.exists():
-        raise FileNotFoundError(f"--peer-python {python} does not exist")
-    flags = [
-        "--steps", str(args.steps), "--batch-size", str(args.batch_size), "--hidden",
-        str(args.hidden), "--layers", str(args.layers), "--beta-dist", args.beta_dist,
-        "--seed", str(args.seed), "--threads", str(args.threads), "--device", args.device,
-    ]  # fmt: skip
-    done = subprocess.run(
-        [str(python), str(PEER_SCRIPT), *flags],
-        capture_output=True,
-        text=True,
-        timeout=args.peer_timeout,
-        check=False,
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads, each side")
+    p.add_argument("--repeats", type=int, default=1, help="peer-then-gflow rounds")
+    p.add_argument("--log-every", type=int, default=10, help="steps between curve points")
+    p.add_argument(
+        "--gflow-seconds",
+        type=float,
+        default=None,
+        help="gflow's training budget in seconds (default: the peer's wall time; without --peer, "
+        "none: gflow runs --steps)",
     )
-    if done.returncode != 0:
-        tail = "\n".join(done.stderr.strip().splitlines()[-15:])
-        raise RuntimeError(f"the peer exited with status {done.returncode}:\n{tail}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    p.add_argument(
+        "--peer-run",
+        type=Path,
+        default=None,
+        help="reuse an earlier peer run folder (its results.json and log) instead of training "
+        "the peer again; recorded as reused",
+    )
+    p.add_argument("--work", type=Path, default=None, help="run folders (default: a temp dir)")
+    p.add_argument("--results", type=Path, default=RESULTS_DIR / "seh_frag.json")
+    peer_side.add_arguments(p)
+    args = p.parse_args()
+    if args.steps < 1 or args.batch_size < 1 or args.repeats < 1 or args.log_every < 1:
+        p.error("--steps, --batch-size, --repeats and --log-every must be >= 1")
+    if args.steps % args.log_every:
+        p.error(f"--steps ({args.steps}) must be a multiple of --log-every ({args.log_every})")
+    return args
 
 
-def score_peer(report: dict[str, Any], proxy: SEHProxy) -> dict[str, Any]:
-    """The peer's molecules, in generation order, scored and counted exactly as gflow's are."""
-    log = MoleculeLog(seh_reward, threshold=7.5, similarity=0.7)
-    with rdBase.BlockLogs():
-        mols = [Chem.MolFromSmiles(s) for s in report["smiles"]]
-    invalid = sum(m is None for m in mols)
-    valid = [m for m in mols if m is not None]
-    for start in range(0, len(valid), 512):
-        chunk = valid[start : start + 512]
-        log.add(chunk, proxy(chunk).double().cpu())
-    summary = {k: v for k, v in report.items() if k not in ("smiles", "flat_rewards")}
-    return summary | {
-        "logged_molecules": len(mols),
-        "unparsable_molecules": invalid,
-        "top_100_reward": log.top_mean(100),
-        "top_1000_reward": log.top_mean(1000),
-        "unique_molecules": len(log.smiles),
-        "modes": len(log.modes),
+def replay_peer(run: peer_side.PeerRun, proxy: SEHProxy, log_every: int) -> dict[str, Any]:
+    """The peer's molecules re-scored with gflow's proxy and counted step by step with
+    gflow's MoleculeLog: its summary and curve."""
+    smiles_at = run.columns.index("smi")
+    log = MoleculeLog(seh_reward, MODE_THRESHOLD, MODE_SIMILARITY)
+    history = []
+    invalid = 0
+    for step, rows in enumerate(run.steps, start=1):
+        with rdBase.BlockLogs():
+            mols = [Chem.MolFromSmiles(r[smiles_at]) if r[smiles_at] else None for r in rows]
+        valid = [m for m in mols if m is not None]
+        invalid += len(mols) - len(valid)
+        if valid:
+            with torch.no_grad():
+                log.add(valid, proxy(valid).double().cpu())
+        if step % log_every == 0 or step == len(run.steps):
+            history.append(_entry(log, step, float(run.step_end_seconds[step - 1])))
+    results = run.results
+    return {
+        "steps": len(run.steps),
+        "seconds": results["wall_seconds"],
+        "trajectories_per_second": results["trajectories_per_second"],
+        "peak_rss_mb": results["peak_rss_mb"],
+        "setup_seconds": results["setup_seconds"],
+        "generated": sum(len(rows) for rows in run.steps),
+        "invalid": invalid,
+        **_entry(log, len(run.steps), results["wall_seconds"]),
+        "top_100_diversity": log.top_diversity(100),
+        "peer_own_figures": {
+            k: results.get(k)
+            for k in ("top100_reward_mean", "top1000_reward_mean", "num_modes", "num_unique")
+        },
+        "versions": {k: results.get(k) for k in ("peer_commit", "torch", "torch_geometric")},
+        "load_average": run.load_average,
+        "history": history,
     }
 
 
-def ratios(ours: dict[str, Any], peer: dict[str, Any]) -> dict[str, float | None]:
-    """gflow / peer for throughput, modes and top-K rewards (None where a side lacks a value)."""
-    out: dict[str, float | None] = {}
-    keys = ("trajectories_per_second", "steps_per_second", "modes", "top_100_reward")
-    for key in (*keys, "top_1000_reward"):
-        a, b = ours.get(key), peer.get(key)
-        out[key] = None if a is None or not b else a / b
+def _entry(log: MoleculeLog, step: int, seconds: float) -> dict[str, Any]:
+    return {
+        "step": step,
+        "seconds": seconds,
+        "top_100_reward": log.top_mean(100),
+        "top_1000_reward": log.top_mean(1000),
+        "modes": len(log.modes),
+        "unique": len(log.smiles),
+    }
+
+
+def gflow_side(
+    args: argparse.Namespace, out: Path, budget: float | None
+) -> tuple[dict[str, Any], dict[str, list]]:
+    """Train `gflow bench seh-frag` at the benchmark's settings (up to `budget` seconds)."""
+    steps = args.steps if budget is None else max(args.steps, 1_000_000)
+    command = [
+        "bench", "seh-frag", "--steps", str(steps), "--batch-size", str(args.batch_size),
+        "--seed", str(args.seed), "--threads", str(args.threads), "--log-every",
+        str(args.log_every), "--max-seconds", str(budget or 0),
+    ]  # fmt: skip
+    return run_gflow(command, out)
+
+
+def at_step(history: list[dict[str, Any]], step: int) -> dict[str, Any]:
+    """The curve entry at exactly `step`."""
+    matches = [h for h in history if h["step"] == step]
+    if not matches:
+        raise SystemExit(f"gflow's curve has no entry at step {step}")
+    return matches[0]
+
+
+def within(history: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
+    """The last curve entry reached within `seconds`."""
+    inside = [h for h in history if h["seconds"] <= seconds]
+    return inside[-1] if inside else history[0]
+
+
+def compare(args: argparse.Namespace, ours: dict[str, Any], peer: dict[str, Any] | None) -> dict:
+    """Figures at the peer's step count and at its wall time, the ratios and the targets."""
+    n, batch = args.steps, args.batch_size
+    mine = at_step(ours["history"], n)
+    gflow_equal = mine | {
+        "trajectories_per_second": n * batch / mine["seconds"],
+        "peak_rss_mb": ours["peak_rss_mb"],
+    }
+    out: dict[str, Any] = {"equal_steps": {"gflow": gflow_equal}}
+    if peer is None:
+        return out
+    peer_equal = {k: v for k, v in peer.items() if k != "history"}
+    out["equal_steps"]["peer"] = peer_equal
+    out["ratios"] = {
+        "trajectories_per_second": gflow_equal["trajectories_per_second"]
+        / peer_equal["trajectories_per_second"],
+        "peak_rss": ours["peak_rss_mb"] / peer["peak_rss_mb"],
+    }
+    wall = peer["seconds"]
+    reached = within(ours["history"], wall)
+    out["equal_wall"] = {"seconds": wall, "gflow": reached, "peer": _entry_of(peer)}
+    out["targets"] = {
+        "trajectories_per_second_ratio": _target(
+            out["ratios"]["trajectories_per_second"], ">=", TARGETS["traj_per_s_ratio"]
+        ),
+        "peak_rss_ratio": _target(out["ratios"]["peak_rss"], "<=", TARGETS["memory_ratio"]),
+        "modes_in_peer_wall_time": _target(reached["modes"], ">=", TARGETS["modes"]),
+        "top_1000_in_peer_wall_time": _target(
+            reached["top_1000_reward"], ">=", TARGETS["top_1000"]
+        ),
+    }
     return out
 
 
-def copy_pngs(run_dir: Path, results: Path) -> dict[str, str]:
-    """Copy the run's PNGs beside the results file when small; their new names."""
-    copied = {}
-    results.parent.mkdir(parents=True, exist_ok=True)
-    for name in (GRID, REWARD_PLOT):
-        source = run_dir / name
-        if source.exists() and source.stat().st_size <= MAX_PNG_BYTES:
-            target = results.with_name(f"{results.stem}_{name}")
-            shutil.copyfile(source, target)
-            copied[name] = target.name
-    return copied
+def _entry_of(side: dict[str, Any]) -> dict[str, Any]:
+    keys = ("step", "seconds", "top_100_reward", "top_1000_reward", "modes", "unique")
+    return {k: side[k] for k in keys}
+
+
+def _target(value: float | None, op: str, goal: float) -> dict[str, Any]:
+    met = value is not None and (value >= goal if op == ">=" else value <= goal)
+    return {"value": value, "target": f"{op} {goal}", "met": met}
+
+
+def median_summary(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians over rounds of the headline ratios (the first round's figures are kept whole)."""
+    keys = ("trajectories_per_second", "peak_rss")
+    ratios = [r["comparison"].get("ratios") for r in rounds if r["comparison"].get("ratios")]
+    return {k: statistics.median(r[k] for r in ratios) for k in keys} if ratios else {}
 
 
 def main() -> None:
-    """Run both sides, write the side-by-side results."""
+    """Run the rounds, write the JSON and the figure."""
     args = parse_args()
-    run_dir = args.run_dir or Path(tempfile.mkdtemp(prefix="seh_frag_gflow_"))
-    ours = run_gflow(args, run_dir)
-    ours.pop("step_rewards")
-    if args.peer_python is None:
-        peer: dict[str, Any] | str = (
-            "not available (recursionpharma/gflownet is not on PyPI and this machine cannot "
-            "fetch git repositories; install it in its own environment and pass --peer-python)"
-        )
-    else:
-        torch.set_num_threads(args.threads)
-        proxy = SEHProxy.from_file(device=args.device)
-        peer = score_peer(run_peer(args), proxy)
+    torch.set_num_threads(args.threads)
+    work = args.work or Path(tempfile.mkdtemp(prefix="seh_frag_side_by_side_"))
+    work.mkdir(parents=True, exist_ok=True)
+    use_peer = args.peer or args.peer_run is not None
+    python = harness = None
+    if args.peer and args.peer_run is None:
+        python, harness = peer_side.ensure_peer(args)
+    proxy = SEHProxy.from_file(None)
+    rounds = []
+    for r in range(args.repeats):
+        peer = None
+        if use_peer:
+            folder = args.peer_run or work / f"peer_{r}"
+            if args.peer_run is None:
+                sys.stderr.write(f"round {r}: peer, {args.steps} steps\n")
+                run = peer_side.run(python, harness, "run_seh_frag.py", folder, args.steps,
+                                    args.seed, args.batch_size, args.threads)  # fmt: skip
+            else:
+                run = peer_side.load(folder, args.steps, args.batch_size)
+            peer = replay_peer(run, proxy, args.log_every)
+            peer["reused_from"] = None if args.peer_run is None else str(args.peer_run)
+        budget = args.gflow_seconds or (peer["seconds"] if peer else None)
+        sys.stderr.write(f"round {r}: gflow, budget {budget} s\n")
+        ours, load = gflow_side(args, work / f"gflow_{r}", budget)
+        ours = {k: v for k, v in ours.items() if k not in ("step_rewards", "top_molecules")}
+        ours["load_average"] = load
+        rounds.append({"gflow": ours, "peer": peer, "comparison": compare(args, ours, peer)})
+    first = rounds[0]
     results = {
-        "benchmark": "seh-frag",
+        "benchmark": "seh-frag side by side",
+        "peer": "recursionpharma/gflownet seh_frag (shared harness runner run_seh_frag.py)",
         "settings": {
-            k: v for k, v in vars(args).items() if k not in ("peer_python", "run_dir", "results")
+            "steps": args.steps,
+            "batch_size": args.batch_size,
+            "seed": args.seed,
+            "threads_per_side": args.threads,
+            "model": "graph transformer 4 layers x 128 on both sides",
+            "beta": "U[0.5, 32], 32-bin thermometer, both sides",
+            "order": "peer, then gflow, never at once",
+            "gflow_budget": "the peer's wall time (equal wall); equal-step figures are read at "
+            "the peer's step count in the same gflow run",
+            "modes": f"raw proxy > {MODE_THRESHOLD}, Tanimoto < {MODE_SIMILARITY} to every "
+            "earlier mode (Morgan r=2, 2048 bits); both sides scored by gflow's proxy and "
+            "MoleculeLog",
+            "peer_seconds_axis": "the peer's own per-step timer, scaled to its measured wall "
+            "time",
         },
-        "gflow": ours,
-        "peer": peer,
-        "gflow_over_peer": ratios(ours, peer) if isinstance(peer, dict) else None,
-        "files": copy_pngs(run_dir, args.results),
+        "machine": machine(args.threads),
+        "comparison": first["comparison"],
+        "median_over_rounds": median_summary(rounds),
+        "rounds": rounds,
+        "figure": args.results.with_suffix(".png").name,
     }
     save_json(args.results, results)
+    curves = {"gflow": first["gflow"]["history"]}
+    marks = {}
+    if first["peer"] is not None:
+        curves["peer"] = first["peer"]["history"]
+        marks["peer wall time"] = first["peer"]["seconds"]
+    title = f"seh-frag, batch {args.batch_size}, {args.threads} thread(s) each"
+    curve_figure(args.results.with_suffix(".png"), title, curves, METRICS, marks)
+    sys.stderr.write(json.dumps(first["comparison"], indent=1, default=str) + "\n")
     sys.stderr.write(f"wrote {args.results}\n")
 
 

@@ -18,6 +18,7 @@ from gflow.bench.seh_frag import (
     REWARD_PLOT,
     MoleculeLog,
     SEHFragConfig,
+    config_from_args,
     parse_beta,
     train_fragments,
 )
@@ -121,3 +122,20 @@ def test_cli_rejects_a_bad_beta_distribution(tmp_path, capsys):
     code = main(["bench", "seh-frag", "--beta-dist", "gamma:0,1", "--out", str(tmp_path)])
     assert code == 2
     assert "gamma" in capsys.readouterr().err
+
+
+def test_time_budget_stops_training_and_the_paper_preset_is_the_protocol():
+    config = SEHFragConfig(
+        steps=10_000, batch_size=4, hidden=16, layers=1, heads=2, max_fragments=3,
+        beta_bins=4, log_every=1000, max_seconds=1e-9,
+    )  # fmt: skip
+    summary, log = train_fragments(config, hetero_fraction, hetero_reward, FRAGMENTS)
+    assert summary["steps"] == 1 == len(summary["history"]) and log.generated == 4
+    entry = summary["history"][0]
+    assert entry["step"] == 1 and entry["rss_mb"] > 0 and summary["peak_rss_mb"] > 0
+    assert entry["top_1000_reward"] is None and summary["top_100_diversity"] is None
+    from gflow.cli import build_parser
+
+    args = build_parser().parse_args(["bench", "seh-frag", "--paper"])
+    assert args.paper and config_from_args(args).steps == 10_000
+    assert config_from_args(args).log_every == 500

@@ -1,6 +1,6 @@
 """The fragment environment with a vector of molecular objectives (MOGFN's seh-frag-moo task):
 sEH binding, drug-likeness (QED), synthetic accessibility and molecular weight, each in [0, 1]
-with 1 best:
+with 1 best (any subset of them, in any order):
 
 - sEH: clip(proxy / 8, 0, 1), the sEH benchmark's scale (proxy / 8) capped at 1;
 - QED: RDKit's QED, already in [0, 1];
@@ -23,7 +23,27 @@ from rdkit import Chem
 from gflow.conditioning import log_scalarize
 
 OBJECTIVE_NAMES = ("seh", "qed", "sa", "mw")
-"""The objectives, in the order of the columns of `objectives(states)`."""
+"""The objectives, in their default order."""
+DESCRIPTORS: dict[str, Callable[[list[Chem.Mol]], torch.Tensor]] = {
+    "qed": qed,
+    "sa": sa_reward,
+    "mw": mw_reward,
+}
+"""The objectives other than sEH: RDKit molecules -> (n,) values in [0, 1]."""
+Record = Callable[[list[Chem.Mol], torch.Tensor | None, torch.Tensor], None]
+"""(molecules, raw sEH proxy or None when sEH is not an objective, (n, m) objectives)."""
+
+
+def parse_objectives(spec: str | Sequence[str]) -> list[str]:
+    """Objective names from `seh,qed` (or a sequence): known, distinct and at least one."""
+    names = [n.strip() for n in spec.split(",")] if isinstance(spec, str) else list(spec)
+    unknown = [n for n in names if n not in OBJECTIVE_NAMES]
+    if unknown or not names or len(set(names)) != len(names):
+        raise ValueError(
+            f"objectives {spec!r}: give distinct names from {', '.join(OBJECTIVE_NAMES)}, "
+            "e.g. seh,qed"
+        )
+    return names
 
 
 def normalize_seh(raw: torch.Tensor) -> torch.Tensor:
@@ -32,10 +52,12 @@ def normalize_seh(raw: torch.Tensor) -> torch.Tensor:
 
 
 class FragmentObjectivesEnv(FragmentEnv):
-    """`FragmentEnv` whose terminal molecules carry the four objectives of `OBJECTIVE_NAMES`;
-    `objectives(states) -> (n, 4)` in [0, 1]. Its scalar reward (for unconditioned use) is the
-    equal-weight mean of the objectives, floored at `floor`; conditioned training wraps it in
-    `gflow.conditioning.ConditionalEnv`. `seh` is the raw sEH proxy (mols -> (n,) scores)."""
+    """`FragmentEnv` whose terminal molecules carry the objectives `objectives` (names from
+    `OBJECTIVE_NAMES`, all four by default); `objectives(states) -> (n, m)` in [0, 1]. Its
+    scalar reward (for unconditioned use) is the equal-weight mean of the objectives, floored
+    at `floor`; conditioned training wraps it in `gflow.conditioning.ConditionalEnv`. `seh` is
+    the raw sEH proxy (mols -> (n,) scores). When `record` is set, every `objectives` call
+    hands it the molecules, their raw proxy scores and their objectives."""
 
     def __init__(
         self,
@@ -44,22 +66,28 @@ class FragmentObjectivesEnv(FragmentEnv):
         max_fragments: int = 9,
         floor: float = 1e-6,
         device: str | torch.device = "cpu",
+        objectives: str | Sequence[str] = OBJECTIVE_NAMES,
     ):
         super().__init__(fragments, max_fragments, reward=None, device=device)
         self.seh, self.floor = seh, floor
-        self.objective_names = list(OBJECTIVE_NAMES)
-        self.n_objectives = len(OBJECTIVE_NAMES)
+        self.objective_names = parse_objectives(objectives)
+        self.n_objectives = len(self.objective_names)
+        self.record: Record | None = None
 
     def objectives(self, states: GraphStates) -> torch.Tensor:
-        """(n, 4) objectives in [0, 1] of the states' molecules: sEH, QED, SA, MW."""
+        """(n, m) objectives in [0, 1] of the states' molecules, in `objective_names` order."""
         mols = self.to_mol(states)
+        raw = None
+        if "seh" in self.objective_names:
+            raw = torch.as_tensor(self.seh(mols)).float().cpu()
         columns = [
-            normalize_seh(torch.as_tensor(self.seh(mols)).float().cpu()),
-            qed(mols),
-            sa_reward(mols),
-            mw_reward(mols),
+            normalize_seh(raw) if name == "seh" else DESCRIPTORS[name](mols)
+            for name in self.objective_names
         ]
-        return torch.stack(columns, dim=1).clamp(0.0, 1.0).to(self.device)
+        values = torch.stack(columns, dim=1).clamp(0.0, 1.0)
+        if self.record is not None:
+            self.record(mols, raw, values)
+        return values.to(self.device)
 
     def log_reward(self, states: GraphStates) -> torch.Tensor:
         """(n,) log of the equal-weight mean of the objectives, floored at `floor`."""

@@ -1,4 +1,4 @@
-"""Flat action layouts for graph environments, and the batched categorical over them.
+"""Flat action layouts for graph environments.
 
 A layout lays every action a graph state can take out in one fixed index space:
 ``[per-graph (G) | per-node (N x K) | per-pair (N(N-1)/2 x P) | stop]`` with N the maximum number
@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import torch
-
-from gflow.sampling import masked_log_softmax, sample_actions
 
 GRAPH, NODE, PAIR, STOP = 0, 1, 2, 3
 """Action kinds returned by `GraphActionLayout.decode`."""
@@ -165,45 +163,14 @@ class GraphActionLayout:
         if self.per_graph:
             out[:, : self.per_graph] = _given(graph, "graph")
         if self.per_node and node is not None and len(node):
-            columns = self.node_action(
-                _given(node_slot, "node_slot")[:, None],
-                torch.arange(self.per_node, device=out.device),
-            )
-            out[_given(node_graph, "node_graph")[:, None], columns] = node
+            rows = out[:, self.node_start : self.pair_start].view(n_graphs, self.max_nodes, -1)
+            rows[_given(node_graph, "node_graph"), _given(node_slot, "node_slot")] = node
         if self.per_pair and pair is not None and len(pair):
-            sub = torch.arange(self.per_pair, device=out.device)
-            slot = _given(pair_slot, "pair_slot")
-            columns = self.pair_start + slot[:, None] * self.per_pair + sub
-            out[_given(pair_graph, "pair_graph")[:, None], columns] = pair
+            rows = out[:, self.pair_start : self.stop_index].view(n_graphs, self.n_pairs, -1)
+            rows[_given(pair_graph, "pair_graph"), _given(pair_slot, "pair_slot")] = pair
         if self.stop:
             out[:, self.stop_index] = _given(stop, "stop")
         return out
-
-
-class GraphCategorical:
-    """One categorical per graph over the legal actions of its dense layout row."""
-
-    def __init__(self, logits: torch.Tensor, mask: torch.Tensor):
-        if logits.shape != mask.shape:
-            raise ValueError(f"logits {tuple(logits.shape)} and mask {tuple(mask.shape)} differ")
-        if not mask.any(dim=1).all():
-            raise ValueError("every graph needs at least one legal action")
-        self.logits = logits
-        self.mask = mask
-        self.log_probs = masked_log_softmax(logits, mask)
-
-    def log_prob(self, actions: torch.Tensor) -> torch.Tensor:
-        """(n,) log-probability of one action per graph."""
-        return self.log_probs.gather(1, actions[:, None]).squeeze(1)
-
-    def entropy(self) -> torch.Tensor:
-        """(n,) entropy in nats of each graph's action distribution."""
-        probs = self.log_probs.exp()
-        return -(probs * self.log_probs).masked_fill(~self.mask, 0.0).sum(1)
-
-    def sample(self, temperature: float = 1.0, epsilon: float = 0.0) -> torch.Tensor:
-        """(n,) one legal action per graph, at a temperature and with epsilon-uniform mixing."""
-        return sample_actions(self.logits, self.mask, temperature, epsilon)
 
 
 def _given(block: torch.Tensor | None, name: str) -> torch.Tensor:

@@ -1,0 +1,99 @@
+"""What the side-by-side molecule benchmarks (seh_frag.py, seh_frag_moo.py) share: the machine
+record, running a `gflow bench` command in its own process, and the figure that puts both
+sides' curves against training steps and against wall-clock seconds on the same axes."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from matplotlib.figure import Figure
+
+from gflow.bench.plots import save_figure
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS_DIR = ROOT / "benchmarks" / "results"
+COLOURS = {"gflow": "tab:blue", "peer": "tab:red"}
+
+
+def machine(threads: int) -> dict[str, Any]:
+    """Where, when and with what the benchmark ran."""
+    import torch
+
+    cpu = platform.processor()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        names = [
+            line.split(":", 1)[1].strip()
+            for line in cpuinfo.read_text().splitlines()
+            if line.startswith("model name")
+        ]
+        cpu = names[0] if names else cpu
+    git = ["git", "-C", str(ROOT)]
+    commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True)
+    changed = subprocess.run(
+        [*git, "status", "--porcelain", "--", "gflow", "envs"], capture_output=True, text=True
+    )
+    return {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "gflow_commit": commit.stdout.strip() or None,
+        "gflow_uncommitted_files": [line[3:] for line in changed.stdout.splitlines()],
+        "platform": platform.platform(),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_threads_per_side": threads,
+    }
+
+
+def run_gflow(command: Sequence[str], out: Path) -> tuple[dict[str, Any], dict[str, list]]:
+    """Run `gflow <command> --out OUT` in its own process (so that its peak memory is its own);
+    its results.json and the load average before and after."""
+    gflow = Path(sys.executable).parent / "gflow"
+    before = list(os.getloadavg())
+    done = subprocess.run([str(gflow), *command, "--out", str(out)], text=True, check=False)
+    after = list(os.getloadavg())
+    if done.returncode != 0:
+        raise SystemExit(f"gflow {' '.join(command)} exited with status {done.returncode}")
+    return json.loads((out / "results.json").read_text()), {"before": before, "after": after}
+
+
+def curve_figure(
+    path: Path,
+    title: str,
+    curves: dict[str, list[dict[str, Any]]],
+    metrics: Sequence[tuple[str, str]],
+    marks: dict[str, float] | None = None,
+) -> None:
+    """One row per metric (key, axis label), columns against steps and against seconds; each
+    side's history (entries with step, seconds and the metric keys) on the same axes. `marks`
+    draws labelled vertical lines on the seconds column (e.g. the peer's wall time)."""
+    figure = Figure(figsize=(11, 3.4 * len(metrics)), layout="constrained")
+    axes = figure.subplots(len(metrics), 2, squeeze=False)
+    for row, (key, label) in enumerate(metrics):
+        for column, x in enumerate(("step", "seconds")):
+            ax = axes[row][column]
+            for side, history in curves.items():
+                points = [(h[x], h[key]) for h in history if h.get(key) is not None]
+                if points:
+                    xs, ys = zip(*points, strict=True)
+                    ax.plot(xs, ys, color=COLOURS.get(side), lw=1.8, marker="o", ms=2, label=side)
+            for name, value in (marks or {}).items():
+                if x == "seconds":
+                    ax.axvline(value, color="grey", ls="--", lw=1)
+                    ax.annotate(name, (value, 0.02), xycoords=("data", "axes fraction"),
+                                rotation=90, fontsize=7, color="grey")  # fmt: skip
+            ax.set_xlabel("training step" if x == "step" else "wall-clock seconds")
+            ax.set_ylabel(label)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
+    figure.suptitle(title)
+    save_figure(figure, path, dpi=90)
