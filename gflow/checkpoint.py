@@ -27,6 +27,8 @@ from typing import IO, Any
 import numpy as np
 import torch
 
+from gflow.errors import GflowError
+
 CHECKPOINT = "checkpoint.pt"
 """The checkpoint's file name inside a run's output folder."""
 MAGIC = b"gflow-checkpoint 1\n"
@@ -40,7 +42,7 @@ _PLAIN = (type(None), bool, int, float, str, bytes)
 _TENSORS = (torch.Tensor, torch.nn.Parameter)
 
 
-class CheckpointError(ValueError):
+class CheckpointError(GflowError, ValueError):
     """A checkpoint that cannot be used (corrupt, truncated, not ours, or holding objects other
     than plain data); its message is one line naming the file and what to do."""
 

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import torch
 
 from gflow.env import Env, States
+from gflow.errors import GflowError
 
 SCALE_SLACK = 1e3
 """A log reward beyond sqrt(largest float) / SCALE_SLACK overflows squared-error losses by
@@ -19,7 +20,7 @@ itself (its square, summed over up to a million terms, exceeds the largest float
 E = TypeVar("E", bound=Exception)
 
 
-class RewardError(ValueError):
+class RewardError(GflowError, ValueError):
     """A reward training cannot use (NaN, infinite, negative or zero), naming the reward and the
     object that got it."""
 

@@ -281,6 +281,20 @@ def test_corrupt_checkpoint_through_the_cli(tmp_path, capsys, kind):
     assert (aside / "checkpoint.pt").is_file() and (aside / "metrics.json").is_file()
 
 
+def test_corrupt_pretrain_checkpoint_in_pretrain_and_finetune_from(tmp_path, capsys):
+    pre = tmp_path / "pre"
+    argv = ["pretrain", *GRID, *QUIET, "--steps", "2", "--out", str(pre)]
+    assert call(argv, capsys)[0] == 0
+    corrupt(pre / "checkpoint.pt", "bit-flip")
+    code, _, err = call(argv, capsys)
+    line = one_line_error(err)
+    assert code == 2 and line.startswith("gflow pretrain: error:") and "--restart" in line
+    tune = ["--from", str(pre), "--steps", "2", "--out", str(tmp_path / "fine")]
+    code, _, err = call(["finetune", *GRID, *QUIET, *tune], capsys)
+    line = one_line_error(err)
+    assert code == 2 and KINDS["bit-flip"] in line and "pass --from an intact" in line
+
+
 # --- restart and resume -------------------------------------------------------------------
 
 
