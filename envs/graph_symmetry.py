@@ -174,10 +174,10 @@ class SymmetryCorrected(EnvWrapper):
         self.graph_env = graph_env
         self.initial_log_automorphisms = float(graph_env.log_automorphisms(env.initial(1))[0])
 
-    @property
-    def conditional(self) -> bool:
-        """Whether the wrapped reward needs conditioning rows."""
-        return getattr(self.env, "conditional", False)
+    def exact_target(self) -> Env:
+        """The uncorrected environment: the sampler trained on R(x) |Aut(x)| targets R over
+        isomorphism classes, which exact evaluation measures on the uncorrected graphs."""
+        return self.env
 
     def correction(self, states: States) -> torch.Tensor:
         """(n,) log |Aut(x)| - log |Aut(s0)|."""

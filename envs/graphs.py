@@ -140,6 +140,7 @@ class GraphBuildingEnv(Env):
     node_feature_dim: int
     edge_feature_dim: int
     graph_feature_dim: int = 2
+    policy_kind = "graph-transformer"
     symmetric_edges: bool = True
     """Whether edges[u, v] == edges[v, u] always (False: each end has its own label)."""
 

@@ -68,15 +68,19 @@ def check_env(
     to the state and maps back to the forward action; every legal backward action leads to a
     parent whose forward mask allows the way back; features have the declared shape and are
     finite; energies (if any) are finite; where stop is legal the log reward is finite (R > 0)
-    and equals -energy. Every trajectory must stop within `max_steps` (default: the number of
-    enumerated states, else 10000). Raises `EnvCheckError` at the first violation.
+    and equals -energy, and the declared reward components have their declared number. Every
+    trajectory must stop within `max_steps` (default: the number of enumerated states, else
+    10000). The contract's declarations (`policy_kind`, `n_objectives`, `conditional` with its
+    `conditioning`, `exact_target`) are checked first. Raises `EnvCheckError` at the first
+    violation.
     """
     if n_trajectories < 1:
         raise ValueError(f"check_env needs n_trajectories >= 1, got {n_trajectories}")
-    if getattr(env, "conditional", False):
-        raise ValueError(f"{type(env).__name__} has a conditional reward: check env.at(cond)")
     start = time.perf_counter()
     checker = _Checker(env, seed)
+    checker.check_declarations()
+    if env.conditional:
+        raise ValueError(f"{type(env).__name__} has a conditional reward: check env.at(cond)")
     enumerated = None
     if use_enumeration and env.is_enumerable():
         enumerated = checker.load_enumeration()
@@ -144,6 +148,53 @@ class _Checker:
                     where = f"at state {self.describe(states, i)}{with_action}"
                     self.fail(f"{method} raised {type(err).__name__} {where}: {err}", key, action)
             self.fail(f"{method} raised {type(err).__name__} on a batch of states: {err}")
+
+    def check_declarations(self) -> None:
+        """The contract's declarations: a registered policy kind, a whole number of reward
+        components, conditioning rows of the declared width when conditional, and an exact
+        target on the same states and actions."""
+        from gflow.policies.registry import POLICIES
+
+        env = self.env
+        if env.policy_kind not in POLICIES:
+            self.fail(
+                f"policy_kind {env.policy_kind!r} is not a registered policy "
+                f"({', '.join(sorted(POLICIES))})"
+            )
+        if not isinstance(env.n_objectives, int) or env.n_objectives < 0:
+            self.fail(f"n_objectives must be an int >= 0, got {env.n_objectives!r}")
+        if not isinstance(env.conditional, bool):
+            self.fail(f"conditional must be a bool, got {env.conditional!r}")
+        if env.conditional:
+            self.check_conditioning()
+        target = env.exact_target()
+        if not isinstance(target, Env):
+            self.fail(f"exact_target() returned {type(target).__name__}, not an Env")
+        if (target.n_actions, target.n_backward) != (env.n_actions, env.n_backward):
+            self.fail(
+                f"exact_target() has {target.n_actions} forward and {target.n_backward} "
+                f"backward actions, the environment {env.n_actions} and {env.n_backward}"
+            )
+        if target.keys(target.initial(1)) != env.keys(env.initial(1)):
+            self.fail("exact_target() starts from another initial state")
+
+    def check_conditioning(self) -> None:
+        """A conditional environment's `conditioning` draws (n, cond_dim) finite float rows."""
+        env, source = self.env, self.env.conditioning
+        if source is None or not callable(getattr(source, "sample", None)):
+            self.fail("conditional, but `conditioning` has no sample(n) for the rows")
+        if not isinstance(env.cond_dim, int) or env.cond_dim < 1:
+            self.fail(f"conditional, but cond_dim is {env.cond_dim!r} (must be an int >= 1)")
+        rows = source.sample(3)
+        if (
+            not isinstance(rows, torch.Tensor)
+            or tuple(rows.shape) != (3, env.cond_dim)
+            or not rows.is_floating_point()
+            or not torch.isfinite(rows).all()
+        ):
+            got = tuple(rows.shape) if isinstance(rows, torch.Tensor) else type(rows).__name__
+            self.fail(f"conditioning.sample(3) must give finite float rows (3, {env.cond_dim}), "
+                      f"got {got}")
 
     def load_enumeration(self) -> int:
         """List every state once, check there are no duplicates and that s0 is among them."""
@@ -331,6 +382,12 @@ class _Checker:
                 " (the reward must be finite and > 0)",
                 term_keys[i],
             )
+        if env.n_objectives:
+            components = self.call("objectives", terminal)
+            want = (len(where), env.n_objectives)
+            if not isinstance(components, torch.Tensor) or tuple(components.shape) != want:
+                got = tuple(getattr(components, "shape", ()))
+                self.fail(f"objectives returned shape {got}, expected {want} (n_objectives)")
         if env.has_energy():
             energy = self.call("energy", terminal).to(log_r.dtype)
             off = ~torch.isclose(energy, -log_r, rtol=1e-4, atol=1e-4)

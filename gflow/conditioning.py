@@ -373,13 +373,18 @@ class ConditionalEnv(EnvWrapper):
 
     def __init__(self, env: Env, conditioning: Conditioning, fixed: torch.Tensor | None = None):
         k = conditioning.n_objectives
-        if k and getattr(env, "n_objectives", None) != k:
+        if k and env.n_objectives != k:
             raise ValueError(
-                f"{type(env).__name__} has {getattr(env, 'n_objectives', 0)} objectives, "
+                f"{type(env).__name__} has {env.n_objectives} objectives, "
                 f"the conditioning expects {k}"
             )
         super().__init__(env)
-        self.conditioning, self.fixed = conditioning, fixed
+        self._conditioning, self.fixed = conditioning, fixed
+
+    @property
+    def conditioning(self) -> Conditioning:
+        """Where the conditioning rows come from (and how the reward reads them back)."""
+        return self._conditioning
 
     @property
     def conditional(self) -> bool:

@@ -1,4 +1,6 @@
-"""The contract a GFlowNet environment meets: batched states, masks, steps and rewards."""
+"""The contract a GFlowNet environment meets: batched states, masks, steps and rewards, and the
+declarations the core reads instead of probing (`conditional`, `conditioning`, `cond_dim`,
+`n_objectives`, `policy_kind`, `exact_target`); `gflow.checker.check_env` verifies them."""
 
 from __future__ import annotations
 
@@ -30,6 +32,19 @@ class Env:
     `step` also accepts the stop action and leaves those states unchanged: they can be sampled
     for a fixed number of steps with no host synchronisation
     (`gflow.sampling.sample_forward_fixed`). None: no such bound is declared."""
+    conditional: bool = False
+    """Whether the reward is conditional: `log_reward(states, cond)` then needs one conditioning
+    row per state, and training draws rows from `conditioning`."""
+    conditioning: Any = None
+    """Where conditioning rows come from when `conditional`: an object with `cond_dim` and
+    `sample(n) -> (n, cond_dim)` rows (`gflow.conditioning.Conditioning` and the outcome
+    conditioning are two); None otherwise."""
+    n_objectives: int = 0
+    """How many reward components `objectives(states)` returns (0: it is not declared, and
+    the single component is log R(x))."""
+    policy_kind: str = "mlp"
+    """The registered policy builder that fits these states (`gflow.policies.registry`):
+    ``mlp`` over `featurize` vectors, ``graph-transformer`` for graph environments."""
 
     @property
     def stop(self) -> int:
@@ -56,8 +71,9 @@ class Env:
         """Apply legal backward actions, one per state, giving the parents."""
         raise NotImplementedError
 
-    def log_reward(self, states: States) -> torch.Tensor:
-        """Float tensor (n,): log R(x) of terminal states."""
+    def log_reward(self, states: States, cond: torch.Tensor | None = None) -> torch.Tensor:
+        """Float tensor (n,): log R(x) of terminal states, or log R(x | c) with one conditioning
+        row c per state (n, cond_dim) when the environment is `conditional`."""
         raise NotImplementedError
 
     def featurize(self, states: States) -> torch.Tensor:
@@ -76,6 +92,17 @@ class Env:
     def enumerate_states(self) -> States:
         """Every state reachable from s0 (only for environments small enough to list)."""
         raise NotImplementedError(f"{type(self).__name__} is not enumerable")
+
+    @property
+    def cond_dim(self) -> int:
+        """Width of the conditioning rows the reward reads (0 when unconditional)."""
+        return int(self.conditioning.cond_dim) if self.conditional else 0
+
+    def exact_target(self) -> Env:
+        """The environment whose R/Z exact evaluation measures the sampler against: this one,
+        unless a wrapper changes the training reward only to change how objects are counted
+        (a symmetry correction says the uncorrected environment)."""
+        return self
 
     def backward_action(self, states: States, actions: torch.Tensor) -> torch.Tensor:
         """The backward action that undoes forward `actions` taken from `states`."""
@@ -146,6 +173,26 @@ class EnvWrapper(Env):
             raise AttributeError(name)
         return getattr(self.env, name)
 
+    @property
+    def conditional(self) -> bool:  # type: ignore[override]
+        """The wrapped environment's."""
+        return self.env.conditional
+
+    @property
+    def conditioning(self) -> Any:
+        """The wrapped environment's."""
+        return self.env.conditioning
+
+    @property
+    def n_objectives(self) -> int:  # type: ignore[override]
+        """The wrapped environment's."""
+        return self.env.n_objectives
+
+    @property
+    def policy_kind(self) -> str:  # type: ignore[override]
+        """The wrapped environment's."""
+        return self.env.policy_kind
+
     def initial(self, n: int) -> States:
         return self.env.initial(n)
 
@@ -161,8 +208,8 @@ class EnvWrapper(Env):
     def backward_step(self, states: States, actions: torch.Tensor) -> States:
         return self.env.backward_step(states, actions)
 
-    def log_reward(self, states: States) -> torch.Tensor:
-        return self.env.log_reward(states)
+    def log_reward(self, states: States, cond: torch.Tensor | None = None) -> torch.Tensor:
+        return self.env.log_reward(states) if cond is None else self.env.log_reward(states, cond)
 
     def featurize(self, states: States) -> Any:
         return self.env.featurize(states)

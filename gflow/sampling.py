@@ -58,9 +58,12 @@ def _versions(policy: Policy) -> list[int]:
 
 def recorded_outputs(policy: Policy, rollout: Rollout) -> PolicyOutput | None:
     """The outputs `policy` gave on the rollout's states while sampling it, differentiable in its
-    parameters, when they are still what a forward pass would give: same policy, unchanged
-    parameters, same states and conditioning (not one needing gradients); None otherwise."""
-    rec = rollout.recorded
+    parameters, when they are still what a forward pass would give: same policy, parameters not
+    modified in place since (as their version counters tell; a fused optimizer step does not
+    bump them, hence the next point), same states and conditioning (not one needing gradients);
+    None otherwise. The record is used once: this drops it from the rollout, so a batch scored
+    again, after an optimizer step say, is scored by a fresh forward pass."""
+    rec, rollout.recorded = rollout.recorded, None
     if rec is None or rec.policy is not policy or rec.states is not rollout.states:
         return None
     cond = rollout.cond
@@ -123,7 +126,7 @@ def terminal_log_reward(env: Env, states: States, cond: torch.Tensor | None) -> 
     """log R(x) of terminal states; an environment whose `conditional` attribute is true gets
     their conditioning rows too, as `env.log_reward(states, cond)` (a reward R(x | c)). A
     non-finite log R is a `gflow.guards.RewardError` naming the reward and the object."""
-    if not getattr(env, "conditional", False):
+    if not env.conditional:
         log_reward = env.log_reward(states)
     elif cond is None:
         raise ValueError(f"{type(env).__name__} has a conditional reward: sample with cond rows")
@@ -147,9 +150,10 @@ def sample_forward(
     """Sample `n` trajectories from s0; with `max_steps`, unfinished ones are left incomplete.
 
     With `keep_outputs`, a policy that has a recorder (`Policy.recorder`) records its outputs on
-    every state as it samples, and `gflow.scoring.score` reuses them instead of running the
-    policy again (`Rollout.recorded`): on-policy training skips the second forward pass. The
-    draws are the same either way.
+    every state as it samples, and the first `gflow.scoring.score` of the rollout reuses them
+    instead of running the policy again (`Rollout.recorded`, `recorded_outputs`): on-policy
+    training skips the second forward pass. Score such a rollout before changing the policy's
+    parameters. The draws are the same either way.
     """
     device = env.device
     recorder = policy.recorder() if keep_outputs else None

@@ -85,18 +85,6 @@ class TopObjects:
         self.seen = set(state["seen"])
 
 
-def _conditional(env: Env) -> bool:
-    """Whether the reward needs conditioning rows, drawn from `env.conditioning` for training."""
-    return bool(getattr(env, "conditional", False))
-
-
-def exact_target(env: Env) -> Env:
-    """The environment whose reward exact evaluation targets: inside a symmetry correction
-    (`gflow.envs.graph_symmetry.SymmetryCorrected`, recognised by its `correction`) the uncorrected
-    one, since the sampler trained on R(x) |Aut(x)| targets R over isomorphism classes."""
-    return env.env if callable(getattr(env, "correction", None)) else env
-
-
 def build_optimizer(policy: Policy, config: TrainConfig) -> torch.optim.Adam:
     """Adam with log Z in its own parameter group at `lr_log_z` (fused where torch has it)."""
     log_z = {id(p) for p in policy.log_z_parameters()}
@@ -155,10 +143,10 @@ class Trainer:
         self.env_info = env_info or {"name": type(env).__name__, "options": {}}
         self.optimizer = build_optimizer(policy, config)
         self.buffer = ReplayBuffer(env, config.replay_capacity) if config.replay_capacity else None
-        tracking = config.top_k > 0 and not _conditional(env)
+        tracking = config.top_k > 0 and not env.conditional
         self.top = TopObjects(env, config.top_k) if tracking else None
-        self.target = exact_target(env)
-        exact = env.is_enumerable() and not _conditional(env)
+        self.target = env.exact_target()
+        exact = env.is_enumerable() and not env.conditional
         self.graph = state_graph(self.target) if exact else None
         self.out = None if config.out is None else Path(config.out)
         self.step = 0
@@ -176,9 +164,10 @@ class Trainer:
         if self.buffer is not None and len(self.buffer) < n_replay:
             n_replay = 0
         n = cfg.batch_size - n_replay
-        cond = env.conditioning.sample(n) if _conditional(env) else None
+        cond = env.conditioning.sample(n) if env.conditional else None
         online = sample_forward(
-            env, self.policy, n, cond, cfg.temperature, cfg.epsilon, cfg.max_steps
+            env, self.policy, n, cond, cfg.temperature, cfg.epsilon, cfg.max_steps,
+            keep_outputs=True,  # scoring reuses the sampling pass (issue 11)
         )
         if self.top is not None:
             self.top.add(online)
@@ -219,7 +208,7 @@ class Trainer:
 
     def evaluate(self) -> dict[str, float] | None:
         """Measures of the sampler now; by default the exact distribution errors against
-        `exact_target(env)` (enumerable, unconditional envs), None where there is nothing to
+        `env.exact_target()` (enumerable, unconditional envs), None where there is nothing to
         measure. `run` records them in the eval history."""
         if self.graph is None:
             return None

@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from graph_categorical import GraphCategorical
 
 from gflow.policies.graph_actions import (
     GRAPH,
@@ -11,7 +12,6 @@ from gflow.policies.graph_actions import (
     PAIR,
     STOP,
     GraphActionLayout,
-    GraphCategorical,
     pair_tables,
 )
 

@@ -40,10 +40,11 @@ def _graph_transformer(env: Env, **options: Any) -> Policy:
     """A graph transformer over the graph environment `env` is or wraps."""
     from gflow.policies.graph_transformer import GraphTransformerPolicy
 
-    graph_env = _graph_env(env)
-    if graph_env is None:
-        raise ValueError(f"{type(env).__name__} is not a graph environment (no forward_layout)")
-    return GraphTransformerPolicy.for_env(graph_env, **options)
+    if env.policy_kind != "graph-transformer":
+        raise ValueError(
+            f"{type(env).__name__} is not a graph environment (policy_kind {env.policy_kind!r})"
+        )
+    return GraphTransformerPolicy.for_env(env, **options)
 
 
 POLICIES: dict[str, Builder] = {"mlp": _mlp, "graph-transformer": _graph_transformer}
@@ -57,29 +58,20 @@ def register_policy(name: str, builder: Builder) -> None:
     POLICIES[name] = builder
 
 
-def _graph_env(env: Env) -> Env | None:
-    """The graph environment (one with a `forward_layout`) that `env` is or wraps, if any."""
-    while not hasattr(env, "forward_layout"):
-        env = getattr(env, "env", None)
-        if env is None:
-            return None
-    return env
-
-
 def policy_spec(env: Env, model: ModelConfig | None = None) -> PolicySpec:
-    """The policy a model config describes for `env`: a graph transformer for graph
-    environments, else an MLP; conditional (cond_dim > 0) when the env is."""
+    """The policy a model config describes for `env`: the kind the environment declares
+    (`env.policy_kind`: a graph transformer for graph environments, else an MLP), conditional
+    (cond_dim > 0) when the env is."""
     model = model or ModelConfig()
-    conditional = bool(getattr(env, "conditional", False))
     options = {
         "hidden": model.hidden,
         "layers": model.layers,
-        "cond_dim": env.conditioning.cond_dim if conditional else 0,
+        "cond_dim": env.cond_dim,
         "learn_pb": model.learn_pb,
     }
-    if _graph_env(env) is not None:
-        return PolicySpec("graph-transformer", options | {"heads": model.heads})
-    return PolicySpec("mlp", options)
+    if env.policy_kind == "graph-transformer":
+        options["heads"] = model.heads
+    return PolicySpec(env.policy_kind, options)
 
 
 def build_policy(
