@@ -10,7 +10,6 @@ vector ``r(x)`` in [0, 1]^k and a scalarization S, computed in log space with a 
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from gflow.env import Env, EnvWrapper, States
+from gflow.simplex import simplex_lattice
 
 TEMPERATURE_KINDS = ("constant", "uniform", "loguniform", "gamma")
 SCALARIZATIONS = ("weighted_sum", "log_convex", "tchebycheff")
@@ -92,12 +92,7 @@ def simplex_grid(k: int, n_per_side: int) -> torch.Tensor:
     C(n + k - 2, k - 1) rows (35 for k=4, n=5, the MOGFN evaluation set; 5 for k=2, n=5)."""
     if k < 1 or n_per_side < 2:
         raise ValueError(f"simplex_grid needs k >= 1 and n_per_side >= 2, got {k=} {n_per_side=}")
-    m = n_per_side - 1
-    rows = []
-    for bars in itertools.combinations(range(m + k - 1), k - 1):
-        edges = (-1, *bars, m + k - 1)
-        rows.append([edges[i + 1] - edges[i] - 1 for i in range(k)])
-    return torch.tensor(rows, dtype=torch.get_default_dtype()) / m
+    return torch.as_tensor(simplex_lattice(k, n_per_side - 1), dtype=torch.get_default_dtype())
 
 
 def thermometer(x: torch.Tensor, n_bins: int, high: float, low: float = 0.0) -> torch.Tensor:

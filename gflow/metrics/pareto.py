@@ -5,13 +5,14 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from itertools import combinations
 from math import comb
 from statistics import NormalDist
 from typing import Any
 
 import moocore
 import numpy as np
+
+from gflow.simplex import simplex_lattice
 
 Maximize = bool | Sequence[bool]
 
@@ -235,24 +236,6 @@ def hypervolume_mc(
     half = z * total * float(inverse_counts.std(ddof=1)) / math.sqrt(samples)
     low = max(float(volumes.max()), estimate - half)
     return estimate, min(low, estimate), min(total, estimate + half)
-
-
-def simplex_lattice(n_objectives: int, n_divisions: int) -> np.ndarray:
-    """All weight vectors with entries in {0, 1/H, ..., 1} summing to 1 (Das-Dennis lattice,
-    H = n_divisions): comb(H + k - 1, k - 1) rows of k = n_objectives columns."""
-    if n_objectives < 1 or n_divisions < 1:
-        raise ValueError(
-            f"simplex_lattice needs n_objectives >= 1 and n_divisions >= 1, "
-            f"got {n_objectives} and {n_divisions}"
-        )
-    slots = n_divisions + n_objectives - 1
-    bars = np.array(list(combinations(range(slots), n_objectives - 1)), dtype=np.int64).reshape(
-        comb(slots, n_objectives - 1), n_objectives - 1
-    )
-    edges = np.concatenate(
-        [np.full((len(bars), 1), -1), bars, np.full((len(bars), 1), slots)], axis=1
-    )
-    return (np.diff(edges, axis=1) - 1) / n_divisions
 
 
 def _lattice_of_size(n_weights: int, n_objectives: int) -> np.ndarray:
