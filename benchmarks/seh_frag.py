@@ -32,7 +32,17 @@ from rdkit import Chem, rdBase
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gflow.envs.rewards import SEHProxy, seh_reward  # noqa: E402
 from peers import recursion_gflownet as peer_side  # noqa: E402
-from seh_frag_common import RESULTS_DIR, curve_figure, machine, run_gflow  # noqa: E402
+from seh_frag_common import (  # noqa: E402
+    RESULTS_DIR,
+    at_step,
+    curve_figure,
+    machine,
+    run_gflow,
+    within,
+)
+from seh_frag_common import (
+    target as _target,
+)
 
 from gflow.bench.seh_frag import MoleculeLog  # noqa: E402
 from gflow.checkpoint import save_json  # noqa: E402
@@ -144,20 +154,6 @@ def gflow_side(
     return run_gflow(command, out)
 
 
-def at_step(history: list[dict[str, Any]], step: int) -> dict[str, Any]:
-    """The curve entry at exactly `step`."""
-    matches = [h for h in history if h["step"] == step]
-    if not matches:
-        raise SystemExit(f"gflow's curve has no entry at step {step}")
-    return matches[0]
-
-
-def within(history: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
-    """The last curve entry reached within `seconds`."""
-    inside = [h for h in history if h["seconds"] <= seconds]
-    return inside[-1] if inside else history[0]
-
-
 def compare(args: argparse.Namespace, ours: dict[str, Any], peer: dict[str, Any] | None) -> dict:
     """Figures at the peer's step count and at its wall time, the ratios and the targets."""
     n, batch = args.steps, args.batch_size
@@ -195,11 +191,6 @@ def compare(args: argparse.Namespace, ours: dict[str, Any], peer: dict[str, Any]
 def _entry_of(side: dict[str, Any]) -> dict[str, Any]:
     keys = ("step", "seconds", "top_100_reward", "top_1000_reward", "modes", "unique")
     return {k: side[k] for k in keys}
-
-
-def _target(value: float | None, op: str, goal: float) -> dict[str, Any]:
-    met = value is not None and (value >= goal if op == ">=" else value <= goal)
-    return {"value": value, "target": f"{op} {goal}", "met": met}
 
 
 def median_summary(rounds: list[dict[str, Any]]) -> dict[str, Any]:
@@ -242,7 +233,7 @@ def main() -> None:
     first = rounds[0]
     results = {
         "benchmark": "seh-frag side by side",
-        "peer": "recursionpharma/gflownet seh_frag (shared harness runner run_seh_frag.py)",
+        "peer_task": "recursionpharma/gflownet seh_frag (shared harness runner run_seh_frag.py)",
         "settings": {
             "steps": args.steps,
             "batch_size": args.batch_size,

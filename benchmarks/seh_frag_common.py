@@ -66,6 +66,26 @@ def run_gflow(command: Sequence[str], out: Path) -> tuple[dict[str, Any], dict[s
     return json.loads((out / "results.json").read_text()), {"before": before, "after": after}
 
 
+def at_step(history: list[dict[str, Any]], step: int) -> dict[str, Any]:
+    """The curve entry at exactly `step`."""
+    matches = [h for h in history if h["step"] == step]
+    if not matches:
+        raise SystemExit(f"the curve has no entry at step {step}")
+    return matches[0]
+
+
+def within(history: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
+    """The last curve entry reached within `seconds`."""
+    inside = [h for h in history if h["seconds"] <= seconds]
+    return inside[-1] if inside else history[0]
+
+
+def target(value: float | None, op: str, goal: float) -> dict[str, Any]:
+    """A target's record: the value, the target (`>= goal` or `<= goal`) and whether it is met."""
+    met = value is not None and (value >= goal if op == ">=" else value <= goal)
+    return {"value": value, "target": f"{op} {goal}", "met": met}
+
+
 def curve_figure(
     path: Path,
     title: str,

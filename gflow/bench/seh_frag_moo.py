@@ -27,6 +27,7 @@ from rdkit import Chem
 
 from gflow.bench import mogfn_pc
 from gflow.bench.molecule_grid import save_molecule_grid
+from gflow.bench.seh_frag import peak_rss_mb, rss_mb
 from gflow.checkpoint import save_json
 from gflow.device import resolve_device
 from gflow.envs.molecules.objectives import OBJECTIVE_NAMES, FragmentObjectivesEnv
@@ -106,6 +107,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     results = mogfn_pc.run_mogfn(args, task, SHORT, PAPER)
     out = Path(args.out)
     results["generated"] = generated.summary()
+    results["peak_rss_mb"] = peak_rss_mb()
     save_json(out / GENERATED, generated.steps)
     table = results["evaluation"]["per_preference"]
     save_molecule_grid(
@@ -173,6 +175,7 @@ class GeneratedLog:
         self.steps.append(
             {
                 "seconds": self.clock + time.perf_counter() - self.since,
+                "rss_mb": rss_mb(),
                 "smiles": [Chem.MolToSmiles(m) for m in mols],
                 "vectors": vectors.tolist(),
             }
@@ -193,7 +196,12 @@ class GeneratedLog:
             "hypervolume": values[-1] if values else 0.0,
             "pareto_points": len(front),
             "curve": [
-                {"step": m, "seconds": self.steps[m - 1]["seconds"], "hypervolume": v}
+                {
+                    "step": m,
+                    "seconds": self.steps[m - 1]["seconds"],
+                    "hypervolume": v,
+                    "rss_mb": self.steps[m - 1]["rss_mb"],
+                }
                 for m, v in zip(marks, values, strict=True)
             ],
         }
