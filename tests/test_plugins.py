@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from gflow.envs.hypergrid import HyperGrid
+from rdkit import Chem
 from test_cli_train import QUIET, call
 
 from gflow.errors import UsageError
@@ -236,3 +237,17 @@ def test_score_provides_what_is_asked_and_refuses_unknown_needs():
         score(env, policy, rollout, {"wings"})
     with pytest.raises(ValueError, match="reads edge_flows"):
         get_objective("fm")(plain)
+
+
+def test_the_seh_frag_benchmark_takes_a_user_reward(tmp_path, capsys):
+    path = write(tmp_path, "rewards.py", REWARDS)
+    out = tmp_path / "bench"
+    argv = ["bench", "seh-frag", "--reward", f"{path}:heavy_atoms", "--steps", "2"]
+    small = ["--batch-size", "4", "--hidden", "16", "--layers", "1", "--heads", "2", "--grid", "2"]
+    code, _, err = call([*argv, *small, "--device", "cpu", "--out", str(out)], capsys)
+    assert code == 0, err
+    results = json.loads((out / "results.json").read_text())
+    assert results["reward"] == f"max({path}:heavy_atoms(mol), 1e-4) ** beta"
+    best = results["top_molecules"][0]
+    heavy = Chem.MolFromSmiles(best["smiles"]).GetNumHeavyAtoms()
+    assert best["proxy"] == 1.0 + heavy and best["reward"] == pytest.approx(1.0 + heavy)

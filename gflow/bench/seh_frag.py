@@ -406,6 +406,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--grid", type=int, default=d.grid, help="top molecules in the PNG grid")
     parser.add_argument("--proxy", default=None, help="sEH proxy weights (.npz or .pkl.gz)")
+    parser.add_argument(
+        "--reward",
+        default=None,
+        help="a user's reward in place of the sEH proxy: module:fn or path/to/file.py:fn, a "
+        "batched function of RDKit molecules returning non-negative rewards (floored at 1e-4)",
+    )
     parser.add_argument("--fragments", default=None, help="fragment vocabulary JSON")
 
 
@@ -454,19 +460,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """Run the benchmark the options describe and write its results under --out."""
     config = config_from_args(args)
     out = Path(args.out)
-    proxy = SEHProxy.from_file(args.proxy, device=config.device)
+    score, transform, reward_text = _reward(args, config.device)
     sys.stderr.write(
         f"seh-frag: {config.steps} steps of {config.batch_size} trajectories on "
         f"{config.device} (torch threads: {torch.get_num_threads()}), graph transformer "
         f"{config.layers}x{config.hidden}, beta ~ {config.beta}\n"
     )
     summary, log = train_fragments(
-        config, proxy, seh_reward, args.fragments, print_progress(config.steps)
+        config, score, transform, args.fragments, print_progress(config.steps)
     )
     results = {
         "benchmark": NAME,
         "config": asdict(config),
-        "reward": "clip(proxy / 8, 1e-4, 100) ** beta",
+        "reward": reward_text,
         "modes_definition": (
             f"unique molecules with proxy > {config.mode_threshold} whose Tanimoto similarity "
             f"(Morgan radius 2, 2048 bits) to every earlier mode is < {config.mode_similarity}"
@@ -479,6 +485,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     write_outputs(out, results, log, config.grid)
     sys.stderr.write(_summary_line(results) + f"\nwrote {out / RESULTS}, {GRID}, {REWARD_PLOT}\n")
     return results
+
+
+def _reward(
+    args: argparse.Namespace, device: str
+) -> tuple[Callable[[list[Chem.Mol]], torch.Tensor], Callable[[torch.Tensor], torch.Tensor], str]:
+    """The raw score, its transform into R and how results describe them: the sEH proxy, or a
+    user's reward function (--reward) checked and floored at 1e-4."""
+    if args.reward is None:
+        proxy = SEHProxy.from_file(args.proxy, device=device)
+        return proxy, seh_reward, "clip(proxy / 8, 1e-4, 100) ** beta"
+    from gflow.plugins import load_reward
+
+    return load_reward(args.reward), _floor, f"max({args.reward}(mol), 1e-4) ** beta"
+
+
+def _floor(raw: torch.Tensor) -> torch.Tensor:
+    """A user's reward floored at 1e-4, so that log R stays finite."""
+    return raw.clamp(min=1e-4)
 
 
 def _summary_line(results: dict[str, Any]) -> str:
