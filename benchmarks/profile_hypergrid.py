@@ -5,7 +5,8 @@ Runs gflow's own training step (`Trainer.train_step`, what `gflow train` runs) o
 settings of `hypergrid_tb.py`) and times each phase of every iteration by wrapping the functions
 the step calls, so that the profile follows whatever path the trainer takes:
 
-- sampling: the whole `sample_forward` call, split into the policy's forward logits, masks,
+- sampling: the whole `sample_forward` call, split into the policy's forward logits (with the
+  featurization, and the recording of activations where scoring reuses them), masks,
   action draws, environment steps (step and select) and the rest (loop bookkeeping, assembly);
 - scoring: `score` (the second forward pass over all visited states, when the trainer makes one);
 - loss: the objective's loss function;
@@ -18,7 +19,10 @@ profile is of a run past its first iterations); the next `--iterations` are time
 gives milliseconds per iteration and the share of each phase. Output: a markdown table on stdout
 and in `<out>.md`, and the JSON report at `--out` (default
 benchmarks/results/profile_hypergrid.json). Timers wrap the calls, they do not sample: on a CPU
-every torch operation has finished when its call returns, so the wall time of a call is its cost.
+every torch operation has finished when its call returns, so the time of a call is its cost. By
+default the clock is this process's CPU time (`--clock cpu`; with one torch thread, the work
+done, which other jobs on a shared machine move much less than the wall time); `--clock wall`
+times elapsed time.
 
     .venv/bin/python benchmarks/profile_hypergrid.py
     .venv/bin/python benchmarks/profile_hypergrid.py --label after --out runs/profile.json
@@ -46,10 +50,16 @@ PHASES = ("sampling", "scoring", "loss", "backward", "optimizer")
 SAMPLING_PARTS = ("policy forward", "masks", "draws", "env steps")
 
 
-class PhaseClock:
-    """Accumulates wall time per (phase, part); `part` calls inside a phase are charged to it."""
+CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
+"""cpu: this process's CPU time (one torch thread: the work done, little moved by other jobs on
+a shared machine); wall: elapsed time."""
 
-    def __init__(self) -> None:
+
+class PhaseClock:
+    """Accumulates time per (phase, part); `part` calls inside a phase are charged to it."""
+
+    def __init__(self, now: Callable[[], float] = time.process_time) -> None:
+        self.now = now
         self.seconds: dict[tuple[str, str], float] = defaultdict(float)
         self.phase: str | None = None
 
@@ -60,11 +70,11 @@ class PhaseClock:
             yield
             return
         self.phase = phase
-        start = time.perf_counter()
+        start = self.now()
         try:
             yield
         finally:
-            self.seconds[(phase, "")] += time.perf_counter() - start
+            self.seconds[(phase, "")] += self.now() - start
             self.phase = None
 
     def wrap_phase(self, phase: str, fn: Callable) -> Callable:
@@ -82,12 +92,12 @@ class PhaseClock:
 
         @functools.wraps(fn)
         def timed(*args: Any, **kwargs: Any) -> Any:
-            start = time.perf_counter()
+            start = self.now()
             try:
                 return fn(*args, **kwargs)
             finally:
                 if self.phase is not None:
-                    self.seconds[(self.phase, part)] += time.perf_counter() - start
+                    self.seconds[(self.phase, part)] += self.now() - start
 
         return timed
 
@@ -105,6 +115,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--iterations", type=int, default=1000, help="timed iterations")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--clock", choices=sorted(CLOCKS), default="cpu", help="what is timed")
     p.add_argument("--label", default="current", help="name of this profile in the report")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = p.parse_args(argv)
@@ -128,6 +139,16 @@ def instrument(trainer: Any, clock: PhaseClock) -> None:
     gflow.training.score = clock.wrap_phase("scoring", gflow.training.score)
     gflow.sampling.sample_actions = clock.wrap_part("draws", gflow.sampling.sample_actions)
     policy.forward_logits = clock.wrap_part("policy forward", policy.forward_logits)
+    make_recorder = getattr(policy, "recorder", None)
+    if make_recorder is not None:
+
+        def recorder() -> Any:
+            rec = make_recorder()
+            if rec is not None:
+                rec.forward_logits = clock.wrap_part("policy forward", rec.forward_logits)
+            return rec
+
+        policy.recorder = recorder
     env.forward_mask = clock.wrap_part("masks", env.forward_mask)
     env.backward_mask = clock.wrap_part("masks", env.backward_mask)
     for name in ("step", "select", "featurize"):
@@ -168,7 +189,7 @@ def profile(args: argparse.Namespace) -> dict[str, Any]:
     trainer = Trainer(env, policy, get_objective("tb"), config)
     for _ in range(args.warmup):
         trainer.train_step()
-    clock = PhaseClock()
+    clock = PhaseClock(CLOCKS[args.clock])
     instrument(trainer, clock)
     lengths = []
     sample = trainer.batch
@@ -179,10 +200,10 @@ def profile(args: argparse.Namespace) -> dict[str, Any]:
         return rollout
 
     trainer.batch = batch
-    start = time.perf_counter()
+    start = clock.now()
     for _ in range(args.iterations):
         trainer.train_step()
-    total = time.perf_counter() - start
+    total = clock.now() - start
     return summarize(clock, total, args, sum(lengths) / len(lengths))
 
 
@@ -206,6 +227,7 @@ def summarize(
 
     return {
         "label": args.label,
+        "clock": args.clock,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": {
             "platform": platform.platform(),
@@ -236,7 +258,8 @@ def summarize(
 def markdown(report: dict[str, Any]) -> str:
     """The report as a markdown table: phases, then the parts of sampling indented."""
     rows = [
-        f"Profile `{report['label']}`: {report['ms_per_iteration']:.2f} ms per iteration "
+        f"Profile `{report['label']}` ({report.get('clock', 'wall')} time): "
+        f"{report['ms_per_iteration']:.2f} ms per iteration "
         f"({report['iterations_per_second']:.0f} it/s), mean trajectory length "
         f"{report['mean_trajectory_length']:.1f}, load average "
         f"{report['machine']['loadavg'][0]:.2f}",

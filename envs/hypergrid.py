@@ -10,7 +10,9 @@ from gflow.env import Env
 
 
 class HyperGrid(Env):
-    """States are integer coordinates in {0..H-1}^D; action i adds 1 to coordinate i.
+    """States are integer coordinates in {0..H-1}^D; action i adds 1 to coordinate i. `step`
+    also takes the stop action, which leaves the state as it is (the horizon contract: every
+    trajectory ends within D (H - 1) + 1 transitions).
 
     Reward: R0 + 0.5 * prod(0.25 < |x/(H-1) - 0.5| <= 0.5) + 2 * prod(0.3 < |x/(H-1) - 0.5| < 0.4).
     """
@@ -26,7 +28,9 @@ class HyperGrid(Env):
         self.feature_dim = ndim * height
         self.device = torch.device(device)
         self._one_hot = torch.eye(height, dtype=torch.float32, device=self.device)
-        self._unit = torch.eye(ndim, dtype=torch.long, device=self.device)
+        self.horizon = ndim * (height - 1) + 1
+        self._unit = torch.eye(ndim + 1, ndim, dtype=torch.long, device=self.device)
+        """Row i adds 1 to coordinate i; the last row, for stop, is zero."""
 
     def initial(self, n: int) -> torch.Tensor:
         return torch.zeros(n, self.ndim, dtype=torch.long, device=self.device)

@@ -8,7 +8,7 @@ import torch
 
 from gflow.env import Env
 from gflow.policies.base import Policy
-from gflow.sampling import Rollout, masked_log_softmax
+from gflow.sampling import Rollout, masked_log_softmax, recorded_outputs
 from gflow.segment import segment_logsumexp
 from gflow.trajectories import NEEDS, Trajectories
 
@@ -48,7 +48,8 @@ def score(
     mask = rollout.state_mask
     n, width = mask.shape
     cond_rows = _per_state(rollout.cond, mask)
-    out = policy(env.featurize(rollout.states), cond_rows)
+    # outputs recorded while sampling (sample_forward(keep_outputs=True)) replace a second pass
+    out = recorded_outputs(policy, rollout) or policy(env.featurize(rollout.states), cond_rows)
     fwd_mask = env.forward_mask(rollout.states)
     fwd_logp = masked_log_softmax(out.forward_logits, fwd_mask)
     actions = rollout.actions.clamp(min=0)
@@ -129,12 +130,14 @@ def _energies(env: Env, rollout: Rollout) -> torch.Tensor:
 def _reward_components(env: Env, rollout: Rollout) -> torch.Tensor:
     """(B, k) reward components of complete trajectories' objects (zero rows for incomplete
     ones); the default single component reuses the rollout's log R instead of evaluating it."""
-    if type(env).objectives is Env.objectives:
+    if type(env).reward_components is Env.reward_components:
         return rollout.log_reward[:, None].clone()
     done = rollout.done
-    values = env.objectives(env.select(rollout.terminal, done)).float()
+    values = env.reward_components(env.select(rollout.terminal, done)).float()
     if values.dim() != 2:
-        raise ValueError(f"env.objectives must return (n, k), got shape {tuple(values.shape)}")
+        raise ValueError(
+            f"env.reward_components must return (n, k), got shape {tuple(values.shape)}"
+        )
     table = values.new_zeros(len(done), values.shape[1])
     table[done] = values
     return table

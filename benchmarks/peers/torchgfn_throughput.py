@@ -1,0 +1,104 @@
+"""torchgfn side of the throughput benchmark; runs inside the peer's own virtual environment.
+
+TB training iterations on torchgfn's HyperGrid (4-D H=8, KHotPreprocessor) or BitSequence
+(n = 120, k = 8; each of the 15 word slots one-hot over the 256 words and "empty") through its
+public API: MLP (2 x 256, leaky ReLU), DiscretePolicyEstimator with a uniform P_B, TBGFlowNet,
+Sampler keeping the log-probabilities it computed while sampling (its fastest on-policy path),
+and the same fused Adam and parameter groups as gflow. Prints one JSON object: iterations, wall
+and CPU seconds of the timed iterations. Never imported by gflow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+from gfn.estimators import DiscretePolicyEstimator
+from gfn.gflownet import TBGFlowNet
+from gfn.gym import BitSequence, HyperGrid
+from gfn.preprocessors import KHotPreprocessor, Preprocessor
+from gfn.samplers import Sampler
+from gfn.utils.modules import MLP
+
+
+class WordSlots(Preprocessor):
+    """Each word slot one-hot over the words and "empty" (-1), concatenated: gflow's
+    featurization of bit sequences."""
+
+    def __init__(self, words: int, vocab: int):
+        super().__init__(output_dim=words * (vocab + 1))
+        self.vocab = vocab
+
+    def preprocess(self, states) -> torch.Tensor:  # noqa: ANN001 - torchgfn States
+        slots = (states.tensor.long() + 1).clamp(max=self.vocab)
+        return torch.nn.functional.one_hot(slots, self.vocab + 1).flatten(-2).float()
+
+
+def parse_args() -> argparse.Namespace:
+    """Benchmark settings, shared with benchmarks/throughput.py."""
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--env", choices=("hypergrid", "bitseq"), required=True)
+    p.add_argument("--batch", type=int, required=True)
+    p.add_argument("--seconds", type=float, required=True)
+    p.add_argument("--min-iterations", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--hidden", type=int, default=256)
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    return p.parse_args()
+
+
+def main() -> None:
+    """Build the environment and the TB model, time training iterations, print JSON."""
+    args = parse_args()
+    torch.set_num_threads(1)
+    torch.manual_seed(args.seed)
+    if args.env == "hypergrid":
+        env = HyperGrid(ndim=4, height=8, reward_fn_kwargs={"R0": 1e-3, "R1": 0.5, "R2": 2.0})
+        preprocessor = KHotPreprocessor(height=8, ndim=4)
+    else:
+        env = BitSequence(word_size=8, seq_size=120, n_modes=60, seed=args.seed)
+        preprocessor = WordSlots(env.words_per_seq, 2**8)
+    module = MLP(
+        input_dim=preprocessor.output_dim,
+        output_dim=env.n_actions,
+        hidden_dim=args.hidden,
+        n_hidden_layers=args.layers,
+        activation_fn="leaky_relu",
+    )
+    pf = DiscretePolicyEstimator(module, env.n_actions, preprocessor=preprocessor)
+    pb = DiscretePolicyEstimator.uniform(env.n_actions, preprocessor=preprocessor)
+    gflownet = TBGFlowNet(pf=pf, pb=pb, init_logZ=0.0)
+    sampler = Sampler(estimator=pf)
+    optimizer = torch.optim.Adam(gflownet.pf_pb_parameters(), lr=1e-3, fused=True)
+    optimizer.add_param_group({"params": gflownet.logz_parameters(), "lr": 1e-1})
+
+    def step() -> None:
+        trajectories = sampler.sample_trajectories(env, n=args.batch, save_logprobs=True)
+        loss = gflownet.loss(env, trajectories, recalculate_all_logprobs=False)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    for _ in range(args.warmup):
+        step()
+    wall, cpu = time.perf_counter(), time.process_time()
+    iterations = 0
+    while iterations < args.min_iterations or time.perf_counter() - wall < args.seconds:
+        step()
+        iterations += 1
+    print(
+        json.dumps(
+            {
+                "iterations": iterations,
+                "wall_seconds": time.perf_counter() - wall,
+                "cpu_seconds": time.process_time() - cpu,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""The throughput paths give what the plain ones give: rollouts pinned to the draws they made
+before the speed-ups, scoring from recorded sampling outputs equal to scoring with a second
+forward pass, and the fixed-horizon (GPU) sampler drawing from the same distribution."""
+
+import pytest
+import torch
+from gflow.envs.hypergrid import HyperGrid
+from test_sampling import check_chains
+
+from gflow.exact import state_graph, terminal_distribution
+from gflow.guards import LogitsError
+from gflow.objectives.balance import trajectory_balance
+from gflow.policies.mlp import MLPPolicy
+from gflow.sampling import recorded_outputs, sample_forward, sample_forward_fixed
+from gflow.scoring import score
+
+
+def small_policy(env: HyperGrid, seed: int = 0, **kwargs) -> MLPPolicy:
+    torch.manual_seed(seed)
+    return MLPPolicy(env.feature_dim, env.n_actions, env.n_backward, hidden=32, **kwargs)
+
+
+@pytest.mark.parametrize("keep_outputs", [False, True])
+def test_rollouts_keep_the_draws_made_before_the_speed_ups(keep_outputs):
+    # actions recorded with the sampler of commit cf80590 (before issue 11's changes)
+    env = HyperGrid(3, 4)
+    policy = small_policy(env)
+    torch.manual_seed(1)
+    r = sample_forward(env, policy, 6, keep_outputs=keep_outputs)
+    pad = [-1] * 6
+    assert r.actions.tolist() == [
+        [0, 1, 1, 2, 0, 2, 0, 1, 3],
+        [1, 1, 3, *pad],
+        [3, -1, -1, *pad],
+        [2, 3, -1, *pad],
+        [1, 1, 3, *pad],
+        [2, 0, 3, *pad],
+    ]
+    torch.manual_seed(2)
+    r = sample_forward(env, policy, 5, epsilon=0.3, temperature=2.0, max_steps=4,
+                       keep_outputs=keep_outputs)
+    assert r.actions.tolist() == [
+        [1, 1, 1, 0], [2, 3, -1, -1], [2, 2, 3, -1], [3, -1, -1, -1], [3, -1, -1, -1]
+    ]
+    assert r.done.tolist() == [False, True, True, True, True]
+
+
+def grads(policy: MLPPolicy) -> list[torch.Tensor]:
+    return [p.grad.clone() for p in policy.parameters() if p.grad is not None]
+
+
+@pytest.mark.parametrize("options", [{}, {"learn_pb": True}, {"cond_dim": 3}, {"layers": 3}])
+@pytest.mark.parametrize("max_steps", [None, 3])
+def test_scoring_from_recorded_outputs_equals_a_second_forward_pass(options, max_steps):
+    env = HyperGrid(3, 4)
+    policy = small_policy(env, **options)
+    cond = torch.randn(12, 3) if options.get("cond_dim") else None
+    torch.manual_seed(3)
+    rollout = sample_forward(env, policy, 12, cond, epsilon=0.2, max_steps=max_steps,
+                             keep_outputs=True)
+    assert rollout.recorded is not None
+    rollout_plain = type(rollout)(**{**rollout.__dict__, "recorded": None})
+    calls = []
+    policy.register_forward_hook(lambda *_: calls.append(1))
+    reused = score(env, policy, rollout)
+    assert not calls  # no second forward pass
+    fresh = score(env, policy, rollout_plain)
+    assert calls
+    for name in ("log_pf", "log_pb", "log_flow", "log_z"):
+        assert torch.allclose(getattr(reused, name), getattr(fresh, name), atol=1e-5), name
+    # gradients of a loss built on every output (TB plus the flows) agree
+    def loss(traj):
+        return trajectory_balance(traj) + (traj.log_flow * traj.flow_mask).pow(2).mean() if (
+            max_steps is None) else ((traj.log_pf + traj.log_pb).sum() + traj.log_flow.sum())
+
+    policy.zero_grad()
+    loss(reused).backward()
+    g_reused = grads(policy)
+    policy.zero_grad()
+    loss(fresh).backward()
+    g_fresh = grads(policy)
+    assert len(g_reused) == len(g_fresh) == len(list(policy.parameters()))
+    for a, b in zip(g_reused, g_fresh, strict=True):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_recorded_outputs_are_used_once_and_only_while_the_parameters_are_unchanged():
+    env = HyperGrid(2, 4)
+    policy = small_policy(env)
+    rollout = sample_forward(env, policy, 8, keep_outputs=True)
+    record = rollout.recorded
+    assert recorded_outputs(small_policy(env), rollout) is None  # another policy
+    rollout.recorded = record
+    with torch.no_grad():
+        policy.flow_head.bias.add_(1.0)  # an in-place change bumps the version counters
+    assert recorded_outputs(policy, rollout) is None
+    rollout = sample_forward(env, policy, 8, keep_outputs=True)
+    plain = type(rollout)(**{**rollout.__dict__, "recorded": None})
+    optimizer = torch.optim.Adam(policy.parameters(), fused=True)
+    trajectory_balance(score(env, policy, rollout)).backward()
+    assert rollout.recorded is None  # used by that score
+    optimizer.step()
+    # scored again after the step: a fresh pass, as for a rollout that never recorded
+    assert torch.equal(score(env, policy, rollout).log_pf, score(env, policy, plain).log_pf)
+
+
+def test_hypergrid_stop_leaves_a_state_unchanged_within_the_horizon():
+    env = HyperGrid(3, 4)
+    states = env.enumerate_states()
+    stop = torch.full((len(states),), env.stop)
+    assert torch.equal(env.step(states, stop), states)
+    assert env.horizon == 3 * 3 + 1
+
+
+def test_fixed_horizon_rollouts_are_chains_of_the_same_distribution():
+    env = HyperGrid(2, 4)
+    policy = small_policy(env, seed=4)
+    torch.manual_seed(5)
+    small = sample_forward_fixed(env, policy, 64, epsilon=0.5)
+    check_chains(env, small)
+    assert small.actions.shape[1] == int(small.lengths.max())
+    rollout = sample_forward_fixed(env, policy, 20_000)
+    graph = state_graph(env)
+    exact = terminal_distribution(graph, env, policy)
+    index = {key: i for i, key in enumerate(env.keys(graph.states))}
+    hits = torch.tensor([index[k] for k in env.keys(rollout.terminal)])
+    empirical = torch.bincount(hits, minlength=graph.n).double() / len(hits)
+    assert 0.5 * (empirical - exact).abs().sum() < 0.02
+    # scoring works on it as on any rollout
+    assert torch.isfinite(trajectory_balance(score(env, policy, rollout)))
+
+
+def test_fixed_horizon_rollouts_flag_bad_logits_and_short_horizons():
+    env = HyperGrid(2, 4)
+    policy = small_policy(env)
+    with torch.no_grad():
+        policy.forward_head.bias[0] = float("nan")
+    with pytest.raises(LogitsError, match="NaN or \\+inf"):
+        sample_forward_fixed(env, policy, 8)
+    env.horizon = 2
+    with pytest.raises(ValueError, match="horizon = 2 is too small"):
+        sample_forward_fixed(env, small_policy(env, seed=1), 64)
+    with pytest.raises(ValueError, match="declares no horizon"):
+        env.horizon = None
+        sample_forward_fixed(env, policy, 4)
