@@ -22,7 +22,7 @@ from gflow.envs.graph_symmetry import LabeledGraph, automorphism_count, canonica
 from torch_geometric.data import Batch
 
 from gflow.env import Env
-from gflow.policies.graph_actions import GRAPH, NODE, PAIR, STOP, GraphActionLayout, pair_tables
+from gflow.graph_layout import GRAPH, NODE, PAIR, STOP, GraphActionLayout, pair_tables
 
 ENUMERATION_LIMIT = 200_000
 """Graph environments whose labelled-state count bound is at most this are enumerable."""

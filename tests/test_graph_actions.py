@@ -6,7 +6,7 @@ import pytest
 import torch
 from graph_categorical import GraphCategorical
 
-from gflow.policies.graph_actions import (
+from gflow.graph_layout import (
     GRAPH,
     NODE,
     PAIR,

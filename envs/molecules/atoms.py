@@ -9,7 +9,7 @@ from gflow.envs.graphs import GraphEnv, GraphStates, one_hot
 from gflow.envs.molecules import MoleculeRewardMixin, MolReward
 from rdkit import Chem
 
-from gflow.policies.graph_actions import pair_tables
+from gflow.graph_layout import pair_tables
 
 BOND_TYPES = (Chem.BondType.SINGLE, Chem.BondType.DOUBLE, Chem.BondType.TRIPLE)
 """Edge type e is a bond of order e + 1."""

@@ -15,7 +15,7 @@ from gflow.envs.molecules import MoleculeRewardMixin, MolReward
 from rdkit import Chem
 
 from gflow.config import find_data
-from gflow.policies.graph_actions import GRAPH, NODE, STOP, GraphActionLayout
+from gflow.graph_layout import GRAPH, NODE, STOP, GraphActionLayout
 
 FRAGMENTS_72 = "seh/fragments_72.json"
 """The standard 72-fragment vocabulary, looked up with `gflow.config.find_data`."""

@@ -8,8 +8,8 @@ from torch import nn
 from torch_geometric.data import Batch
 from torch_geometric.nn import TransformerConv
 
+from gflow.graph_layout import GraphActionLayout
 from gflow.policies.base import Policy, PolicyOutput
-from gflow.policies.graph_actions import GraphActionLayout
 from gflow.policies.mlp import mlp
 
 

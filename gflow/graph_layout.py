@@ -1,4 +1,5 @@
-"""Flat action layouts for graph environments.
+"""Flat action layouts for graph environments: the vocabulary graph environments and graph
+policies share (a core module: environments import it, it imports no environment).
 
 A layout lays every action a graph state can take out in one fixed index space:
 ``[per-graph (G) | per-node (N x K) | per-pair (N(N-1)/2 x P) | stop]`` with N the maximum number
