@@ -156,7 +156,7 @@ def draw_objectives(env: Env, policy: MLPPolicy, n: int, epsilon: float = 0.0) -
     """(n, k) objective vectors of on-policy draws (random preferences when conditional)."""
     cond = env.conditioning.sample(n) if getattr(env, "conditional", False) else None
     rollout = sample_forward(env, policy, n, cond, epsilon=epsilon)
-    return env.objectives(rollout.terminal).numpy()
+    return env.reward_components(rollout.terminal).numpy()
 
 
 def front_metrics(values: np.ndarray, front: set[bytes]) -> tuple[float, float]:

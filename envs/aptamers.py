@@ -151,7 +151,7 @@ class DNAAptamers(MultiObjectiveSequence):
             self._cache.popitem(last=False)
         return torch.tensor(rows, dtype=torch.float64).reshape(-1, 3)
 
-    def objectives(self, states: torch.Tensor) -> torch.Tensor:
+    def reward_components(self, states: torch.Tensor) -> torch.Tensor:
         self.check_complete(states)
         raw = self.raw_scores(self.to_strings(states)).to(self.device)
         values = (raw[:, self._columns] / self.scale).clamp(0, 1)

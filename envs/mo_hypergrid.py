@@ -82,7 +82,7 @@ class MOHyperGrid(HyperGrid):
                 f"got {names}"
             )
         super().__init__(ndim=2, height=height, r0=1.0, device=device)
-        self.objective_names, self.n_objectives, self.floor = names, len(names), floor
+        self.objective_names, self.n_reward_components, self.floor = names, len(names), floor
         self.table = self._objective_table()
 
     def _objective_table(self) -> torch.Tensor:
@@ -92,11 +92,11 @@ class MOHyperGrid(HyperGrid):
         low, high = raw.min(0).values, raw.max(0).values
         return ((raw - low) / (high - low)).to(torch.get_default_dtype())
 
-    def objectives(self, states: torch.Tensor) -> torch.Tensor:
+    def reward_components(self, states: torch.Tensor) -> torch.Tensor:
         """(n, k) objectives in [0, 1] of a batch of cells (1 is best)."""
         return self.table[states[:, 0] * self.height + states[:, 1]]
 
     def log_reward(self, states: torch.Tensor) -> torch.Tensor:
-        r = self.objectives(states)
-        equal = torch.full_like(r, 1 / self.n_objectives)
+        r = self.reward_components(states)
+        equal = torch.full_like(r, 1 / self.n_reward_components)
         return log_scalarize(r, equal, "weighted_sum", floor=self.floor)

@@ -82,12 +82,13 @@ class NGrams(MultiObjectiveSequence):
 
     def counts(self, states: torch.Tensor) -> torch.Tensor:
         """(n, k) number of (overlapping) occurrences of each n-gram in each (partial) state."""
-        out = torch.zeros(len(states), self.n_objectives, dtype=torch.long, device=states.device)
+        shape = (len(states), self.n_reward_components)
+        out = torch.zeros(shape, dtype=torch.long, device=states.device)
         for size, columns, targets in self._groups:
             codes = self._window_codes(states.unfold(1, size, 1))
             out[:, columns] = (codes[:, :, None] == targets).sum(1)
         return out
 
-    def objectives(self, states: torch.Tensor) -> torch.Tensor:
+    def reward_components(self, states: torch.Tensor) -> torch.Tensor:
         self.check_complete(states)
         return (self.counts(states) / self.scale).clamp(max=1)

@@ -113,7 +113,7 @@ class TokenSequence(Env):
 
 class MultiObjectiveSequence(TokenSequence):
     """Sequences of characters from `alphabet` (token i is ``alphabet[i]``) scored by a vector of
-    `n_objectives` objectives in [0, 1], larger is better: subclasses implement `objectives`.
+    `n_reward_components` objectives in [0, 1], larger is better: subclasses implement `objectives`.
 
     The scalar reward of the unconditioned environment is the equal-weight sum of the objectives,
     floored at `floor`; conditioned training wraps the environment in
@@ -125,14 +125,14 @@ class MultiObjectiveSequence(TokenSequence):
         alphabet: str,
         min_length: int,
         max_length: int,
-        n_objectives: int,
+        n_reward_components: int,
         floor: float = 1e-6,
         device: str = "cpu",
     ):
         if not alphabet or len(set(alphabet)) != len(alphabet) or not alphabet.isascii():
             raise ValueError(f"the alphabet must be distinct ASCII characters, got {alphabet!r}")
         super().__init__(len(alphabet), min_length, max_length, device)
-        self.alphabet, self.n_objectives, self.floor = alphabet, n_objectives, floor
+        self.alphabet, self.n_reward_components, self.floor = alphabet, n_reward_components, floor
         self._chars = np.frombuffer(alphabet.encode("ascii"), dtype=np.uint8)
         self._codes = np.full(256, -1, dtype=np.int64)
         self._codes[self._chars] = np.arange(len(alphabet))
@@ -158,11 +158,11 @@ class MultiObjectiveSequence(TokenSequence):
         lengths = self.lengths(states).tolist()
         return [row[:t].tobytes().decode("ascii") for row, t in zip(chars, lengths, strict=True)]
 
-    def objectives(self, states: torch.Tensor) -> torch.Tensor:
-        """(n, n_objectives) objective values in [0, 1] of complete sequences (1 is best)."""
+    def reward_components(self, states: torch.Tensor) -> torch.Tensor:
+        """(n, n_reward_components) objective values in [0, 1] of complete sequences (1 is best)."""
         raise NotImplementedError
 
     def log_reward(self, states: torch.Tensor) -> torch.Tensor:
-        r = self.objectives(states)
-        equal = torch.full_like(r, 1 / self.n_objectives)
+        r = self.reward_components(states)
+        equal = torch.full_like(r, 1 / self.n_reward_components)
         return log_scalarize(r, equal, "weighted_sum", floor=self.floor)

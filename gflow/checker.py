@@ -70,8 +70,8 @@ def check_env(
     finite; energies (if any) are finite; where stop is legal the log reward is finite (R > 0)
     and equals -energy, and the declared reward components have their declared number. Every
     trajectory must stop within `max_steps` (default: the number of enumerated states, else
-    10000). The contract's declarations (`policy_kind`, `n_objectives`, `conditional` with its
-    `conditioning`, `exact_target`) are checked first. Raises `EnvCheckError` at the first
+    10000). The contract's declarations (`policy_kind`, `n_reward_components`, `conditional`
+    with its `conditioning`, `exact_target`) are checked first. Raises `EnvCheckError` at the first
     violation.
     """
     if n_trajectories < 1:
@@ -161,8 +161,8 @@ class _Checker:
                 f"policy_kind {env.policy_kind!r} is not a registered policy "
                 f"({', '.join(sorted(POLICIES))})"
             )
-        if not isinstance(env.n_objectives, int) or env.n_objectives < 0:
-            self.fail(f"n_objectives must be an int >= 0, got {env.n_objectives!r}")
+        if not isinstance(env.n_reward_components, int) or env.n_reward_components < 0:
+            self.fail(f"n_reward_components must be an int >= 0, got {env.n_reward_components!r}")
         if not isinstance(env.conditional, bool):
             self.fail(f"conditional must be a bool, got {env.conditional!r}")
         if env.conditional:
@@ -382,12 +382,15 @@ class _Checker:
                 " (the reward must be finite and > 0)",
                 term_keys[i],
             )
-        if env.n_objectives:
-            components = self.call("objectives", terminal)
-            want = (len(where), env.n_objectives)
+        if env.n_reward_components:
+            components = self.call("reward_components", terminal)
+            want = (len(where), env.n_reward_components)
             if not isinstance(components, torch.Tensor) or tuple(components.shape) != want:
                 got = tuple(getattr(components, "shape", ()))
-                self.fail(f"objectives returned shape {got}, expected {want} (n_objectives)")
+                self.fail(
+                    f"reward_components returned shape {got}, expected {want} "
+                    "(n_reward_components)"
+                )
         if env.has_energy():
             energy = self.call("energy", terminal).to(log_r.dtype)
             off = ~torch.isclose(energy, -log_r, rtol=1e-4, atol=1e-4)

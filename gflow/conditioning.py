@@ -78,7 +78,7 @@ def sample_preferences(
     """(n, k) preference vectors w ~ Dirichlet(alpha) (a scalar alpha needs `k`)."""
     if isinstance(alpha, (int, float)):
         if k is None:
-            raise ValueError("a scalar Dirichlet alpha needs the number of objectives k")
+            raise ValueError("a scalar Dirichlet alpha needs the number of reward components k")
         alpha = [float(alpha)] * k
     conc = torch.tensor(list(alpha), dtype=torch.get_default_dtype(), device=device)
     if conc.dim() != 1 or len(conc) < 1 or not (conc > 0).all() or not conc.isfinite().all():
@@ -198,7 +198,7 @@ class ConditionInfo:
     beta: torch.Tensor
     """(n,) inverse temperatures."""
     preferences: torch.Tensor | None
-    """(n, k) preference vectors on the simplex, or None without objectives."""
+    """(n, k) preference vectors on the simplex, or None without reward components."""
 
 
 class Conditioning:
@@ -206,12 +206,12 @@ class Conditioning:
     reward vectors (or plain log rewards) into conditional log rewards, reading (w, beta) back
     from those rows.
 
-    With ``n_objectives = 0`` it conditions on beta alone: log R(x | beta) = beta * log R(x).
+    With ``n_reward_components = 0`` it conditions on beta alone: log R(x | beta) = beta * log R(x).
     """
 
     def __init__(
         self,
-        n_objectives: int = 0,
+        n_reward_components: int = 0,
         temperature: TemperatureDistribution | None = None,
         alpha: float | Sequence[float] = 1.0,
         scalarization: str = "weighted_sum",
@@ -225,8 +225,8 @@ class Conditioning:
         device: str = "cpu",
     ):
         self.temperature = temperature or TemperatureDistribution()
-        if n_objectives < 0:
-            raise ValueError(f"n_objectives must be >= 0, got {n_objectives}")
+        if n_reward_components < 0:
+            raise ValueError(f"n_reward_components must be >= 0, got {n_reward_components}")
         if beta_encoding not in BETA_ENCODINGS:
             raise ValueError(
                 f"beta encoding must be one of {BETA_ENCODINGS}, got {beta_encoding!r}"
@@ -247,16 +247,17 @@ class Conditioning:
             )
         if not 0 < floor <= 1:
             raise ValueError(f"reward floor must be in (0, 1], got {floor}")
-        self.n_objectives, self.beta_max, self.floor = n_objectives, beta_max, floor
+        self.n_reward_components, self.beta_max, self.floor = n_reward_components, beta_max, floor
         self.scalarization, self.beta_encoding = scalarization, beta_encoding
         self.preference_encoding = preference_encoding
         self.beta_bins, self.fourier_frequencies = beta_bins, fourier_frequencies
         self.device = torch.device(device)
         self.alpha = (
-            [float(alpha)] * n_objectives if isinstance(alpha, (int, float)) else list(alpha)
+            [float(alpha)] * n_reward_components if isinstance(alpha, (int, float)) else list(alpha)
         )
-        if len(self.alpha) != n_objectives or not all(0 < a < math.inf for a in self.alpha):
-            raise ValueError(f"alpha must be {n_objectives} positive values, got {self.alpha}")
+        k = n_reward_components
+        if len(self.alpha) != k or not all(0 < a < math.inf for a in self.alpha):
+            raise ValueError(f"alpha must be {k} positive values, got {self.alpha}")
         if beta_bins < 1 or fourier_frequencies < 1:
             raise ValueError(
                 f"need beta_bins, fourier_frequencies >= 1, got {beta_bins=} {fourier_frequencies=}"
@@ -265,23 +266,25 @@ class Conditioning:
         if utopia is not None:
             self.utopia = torch.tensor(list(utopia), dtype=torch.get_default_dtype(), device=device)
             if (
-                self.utopia.shape != (n_objectives,)
+                self.utopia.shape != (n_reward_components,)
                 or ((self.utopia < 0) | (self.utopia > 1)).any()
             ):
                 raise ValueError(
-                    f"utopia must be {n_objectives} values in [0, 1], got {list(utopia)}"
+                    f"utopia must be {n_reward_components} values in [0, 1], got {list(utopia)}"
                 )
         beta_dims = {"raw": 0, "thermometer": beta_bins, "fourier": 2 * fourier_frequencies}
         pref_dims = (
-            2 * n_objectives * fourier_frequencies if preference_encoding == "fourier" else 0
+            2 * n_reward_components * fourier_frequencies if preference_encoding == "fourier" else 0
         )
-        self.cond_dim = 1 + n_objectives + beta_dims[beta_encoding] + pref_dims
+        self.cond_dim = 1 + n_reward_components + beta_dims[beta_encoding] + pref_dims
         """Width of the encoded rows: the header [beta / beta_max, w] and the features."""
 
     def sample_info(self, n: int) -> ConditionInfo:
         """n raw draws: beta from the temperature distribution, w ~ Dirichlet(alpha)."""
         beta = self.temperature.sample(n, self.device)
-        prefs = sample_preferences(n, self.alpha, device=self.device) if self.n_objectives else None
+        prefs = None
+        if self.n_reward_components:
+            prefs = sample_preferences(n, self.alpha, device=self.device)
         return ConditionInfo(beta, prefs)
 
     def sample(self, n: int) -> torch.Tensor:
@@ -294,18 +297,19 @@ class Conditioning:
         check_beta(beta)
         parts = [beta[:, None] / self.beta_max]
         prefs = info.preferences
-        if self.n_objectives:
+        if self.n_reward_components:
             if prefs is None:
                 raise ValueError(
-                    f"conditioning on {self.n_objectives} objectives needs preferences"
+                    f"conditioning on {self.n_reward_components} reward components needs "
+                    "preferences"
                 )
-            check_preferences(prefs, self.n_objectives)
+            check_preferences(prefs, self.n_reward_components)
             parts.append(prefs.to(beta))
         if self.beta_encoding == "thermometer":
             parts.append(thermometer(beta, self.beta_bins, self.beta_max))
         elif self.beta_encoding == "fourier":
             parts.append(fourier(beta[:, None], self.fourier_frequencies, self.beta_max))
-        if prefs is not None and self.n_objectives and self.preference_encoding == "fourier":
+        if prefs is not None and self.n_reward_components and self.preference_encoding == "fourier":
             parts.append(fourier(prefs.to(beta), self.fourier_frequencies))
         return torch.cat(parts, dim=1)
 
@@ -315,7 +319,7 @@ class Conditioning:
             raise ValueError(
                 f"conditioning rows must be (n, {self.cond_dim}), got {tuple(cond.shape)}"
             )
-        prefs = cond[:, 1 : 1 + self.n_objectives] if self.n_objectives else None
+        prefs = cond[:, 1 : 1 + self.n_reward_components] if self.n_reward_components else None
         return ConditionInfo(cond[:, 0] * self.beta_max, prefs)
 
     def condition(
@@ -327,27 +331,30 @@ class Conditioning:
         beta_max, the paper's evaluation temperature); one row unless either gives n."""
         beta_t = torch.as_tensor(self.beta_max if beta is None else beta, device=self.device)
         prefs = None
-        if self.n_objectives:
+        if self.n_reward_components:
             if preferences is None:
                 raise ValueError(
-                    f"conditioning on {self.n_objectives} objectives needs preferences"
+                    f"conditioning on {self.n_reward_components} reward components needs "
+                    "preferences"
                 )
             prefs = torch.as_tensor(
                 preferences, dtype=torch.get_default_dtype(), device=self.device
             )
-            prefs = prefs.reshape(-1, self.n_objectives)
+            prefs = prefs.reshape(-1, self.n_reward_components)
         elif preferences is not None:
-            raise ValueError("this conditioning has no objectives: pass no preferences")
+            raise ValueError("this conditioning has no reward components: pass no preferences")
         n = max(beta_t.reshape(-1).shape[0], 1 if prefs is None else len(prefs))
         beta_t = beta_t.to(torch.get_default_dtype()).reshape(-1).expand(n)
         return self.encode(ConditionInfo(beta_t, None if prefs is None else prefs.expand(n, -1)))
 
     def log_reward(self, cond: torch.Tensor, rewards: torch.Tensor) -> torch.Tensor:
         """(n,) log R(x | w, beta) = beta * log S(r(x), w) for reward vectors (n, k) in [0, 1]."""
-        if not self.n_objectives:
-            raise ValueError("this conditioning has no objectives: use `temper` on log rewards")
+        if not self.n_reward_components:
+            raise ValueError(
+                "this conditioning has no reward components: use `temper` on log rewards"
+            )
         info = self.decode(cond)
-        assert info.preferences is not None  # decode gives them whenever there are objectives
+        assert info.preferences is not None  # decode gives them whenever there are components
         scal = log_scalarize(rewards, info.preferences, self.scalarization, self.utopia, self.floor)
         return info.beta.to(scal) * scal
 
@@ -360,18 +367,19 @@ class Conditioning:
 
 class ConditionalEnv(EnvWrapper):
     """An environment made conditional: same states and actions, reward log R(x | c) read from
-    conditioning rows c. With ``conditioning.n_objectives = k`` the wrapped environment must
-    offer ``objectives(states) -> (n, k)`` in [0, 1] and the reward is beta * log S(r(x), w);
-    with no objectives it is beta * log R(x). Sampling passes each trajectory's rows to
-    ``log_reward(states, cond)`` (see `gflow.sampling.terminal_log_reward`). ``at(cond)`` fixes
-    one condition and gives an ordinary environment for exact targets and reports."""
+    conditioning rows c. With ``conditioning.n_reward_components = k`` the wrapped environment
+    must offer ``reward_components(states) -> (n, k)`` in [0, 1] and the reward is
+    beta * log S(r(x), w); with no components it is beta * log R(x). Sampling passes each
+    trajectory's rows to ``log_reward(states, cond)`` (see `gflow.sampling.terminal_log_reward`).
+    ``at(cond)`` fixes one condition and gives an ordinary environment for exact targets and
+    reports."""
 
     def __init__(self, env: Env, conditioning: Conditioning, fixed: torch.Tensor | None = None):
-        k = conditioning.n_objectives
-        if k and env.n_objectives != k:
+        k = conditioning.n_reward_components
+        if k and env.n_reward_components != k:
             raise ValueError(
-                f"{type(env).__name__} has {env.n_objectives} objectives, "
-                f"the conditioning expects {k}"
+                f"{type(env).__name__} has {env.n_reward_components} reward components "
+                f"(objectives), the conditioning expects {k}"
             )
         super().__init__(env)
         self._conditioning, self.fixed = conditioning, fixed
@@ -404,7 +412,7 @@ class ConditionalEnv(EnvWrapper):
             cond = self.fixed.expand(n, -1)
         if len(cond) != n:
             raise ValueError(f"{len(cond)} conditioning rows for {n} states")
-        if self.conditioning.n_objectives:
-            return self.conditioning.log_reward(cond, self.env.objectives(states))
+        if self.conditioning.n_reward_components:
+            return self.conditioning.log_reward(cond, self.env.reward_components(states))
         return self.conditioning.temper(cond, self.env.log_reward(states))
 

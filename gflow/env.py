@@ -1,6 +1,6 @@
 """The contract a GFlowNet environment meets: batched states, masks, steps and rewards, and the
 declarations the core reads instead of probing (`conditional`, `conditioning`, `cond_dim`,
-`n_objectives`, `policy_kind`, `exact_target`); `gflow.checker.check_env` verifies them."""
+`n_reward_components`, `policy_kind`, `exact_target`); `gflow.checker.check_env` verifies them."""
 
 from __future__ import annotations
 
@@ -39,9 +39,9 @@ class Env:
     """Where conditioning rows come from when `conditional`: an object with `cond_dim` and
     `sample(n) -> (n, cond_dim)` rows (`gflow.conditioning.Conditioning` and the outcome
     conditioning are two); None otherwise."""
-    n_objectives: int = 0
-    """How many reward components `objectives(states)` returns (0: it is not declared, and
-    the single component is log R(x))."""
+    n_reward_components: int = 0
+    """How many reward components `reward_components(states)` returns (0: not declared; the
+    single component is then log R(x))."""
     policy_kind: str = "mlp"
     """The registered policy builder that fits these states (`gflow.policies.registry`):
     ``mlp`` over `featurize` vectors, ``graph-transformer`` for graph environments."""
@@ -84,9 +84,10 @@ class Env:
         """Intermediate energy E(s) of any state, with E(x) = -log R(x) on terminal states."""
         raise NotImplementedError(f"{type(self).__name__} defines no intermediate energy")
 
-    def objectives(self, states: States) -> torch.Tensor:
-        """Objective values (n, k) of terminal states, larger is better, for order-based
-        training (Pareto order when k > 1); by default the single objective log R(x)."""
+    def reward_components(self, states: States) -> torch.Tensor:
+        """Reward components (n, k) of terminal states, larger is better: the parts of a vector
+        reward (multi-objective tasks scalarize them; order-preserving training compares them
+        in Pareto order); by default the single component log R(x)."""
         return self.log_reward(states)[:, None]
 
     def enumerate_states(self) -> States:
@@ -184,9 +185,9 @@ class EnvWrapper(Env):
         return self.env.conditioning
 
     @property
-    def n_objectives(self) -> int:  # type: ignore[override]
+    def n_reward_components(self) -> int:  # type: ignore[override]
         """The wrapped environment's."""
-        return self.env.n_objectives
+        return self.env.n_reward_components
 
     @property
     def policy_kind(self) -> str:  # type: ignore[override]
@@ -217,8 +218,8 @@ class EnvWrapper(Env):
     def energy(self, states: States) -> torch.Tensor:
         return self.env.energy(states)
 
-    def objectives(self, states: States) -> torch.Tensor:
-        return self.env.objectives(states)
+    def reward_components(self, states: States) -> torch.Tensor:
+        return self.env.reward_components(states)
 
     def enumerate_states(self) -> States:
         return self.env.enumerate_states()

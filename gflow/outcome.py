@@ -44,7 +44,7 @@ class OutcomeConditioning:
     `log_floor` is log R(x | y) for a miss; `capacity` bounds the pool.
     """
 
-    n_objectives = 0
+    n_reward_components = 0
     """Outcome conditioning carries no objective weights (read by `ConditionalEnv`)."""
 
     def __init__(

@@ -107,7 +107,7 @@ def test_sample_grid_keeps_samples_with_their_preference():
     for w, items, objectives in zip(grid.preferences, grid.items, grid.objectives, strict=True):
         corner = (3, 3) if w[0] == 1 else (0, 0)
         assert items == [corner] * 6
-        assert torch.allclose(objectives, env.objectives(torch.tensor([corner] * 6)))
+        assert torch.allclose(objectives, env.reward_components(torch.tensor([corner] * 6)))
 
 
 def test_pareto_pairs_and_curves_write_png(tmp_path):

@@ -40,8 +40,8 @@ def test_objectives_are_the_documented_columns():
     states = env.initial(3)
     states = env.step(states, torch.tensor([0, 1, 2]))  # one fragment of each type
     mols = env.to_mol(states)
-    got = env.objectives(states)
-    assert got.shape == (3, env.n_objectives) == (3, 4)
+    got = env.reward_components(states)
+    assert got.shape == (3, env.n_reward_components) == (3, 4)
     expected = torch.stack([torch.full((3,), 0.75), qed(mols), sa_reward(mols), mw_reward(mols)], 1)
     torch.testing.assert_close(got, expected)
     assert env.log_reward(states).shape == (3,)
@@ -75,7 +75,7 @@ def test_objective_subsets_keep_their_order_and_bad_names_are_refused():
     )
     states = env.step(env.initial(2), torch.tensor([0, 1]))
     expected = torch.stack([qed(env.to_mol(states)), torch.full((2,), 0.75)], 1)
-    torch.testing.assert_close(env.objectives(states), expected)
+    torch.testing.assert_close(env.reward_components(states), expected)
     for bad in ("seh,logp", "", "qed,qed"):
         with pytest.raises(ValueError, match="objectives"):
             FragmentObjectivesEnv(lambda mols: torch.zeros(len(mols)), FRAGMENTS, 3, objectives=bad)

@@ -202,7 +202,7 @@ def test_rollouts_carry_conditional_rewards():
     )
     rows = cond.sample(32)
     rollout = sample_forward(env, policy, 32, rows, epsilon=0.2)
-    expected = cond.log_reward(rows, base.objectives(rollout.terminal))
+    expected = cond.log_reward(rows, base.reward_components(rollout.terminal))
     assert torch.allclose(rollout.log_reward, expected)
     assert not torch.allclose(rollout.log_reward, base.log_reward(rollout.terminal))
     back = sample_backward(env, policy, rollout.terminal, rows)
@@ -210,7 +210,8 @@ def test_rollouts_carry_conditional_rewards():
     assert torch.isfinite(score(env, policy, back).log_r_theta).all()
     fixed = env.at(rows[:1])
     assert torch.allclose(fixed.log_reward(rollout.terminal[:1]), expected[:1])
-    assert torch.equal(env.objectives(rollout.terminal), base.objectives(rollout.terminal))
+    terminal = rollout.terminal
+    assert torch.equal(env.reward_components(terminal), base.reward_components(terminal))
     with pytest.raises(ValueError, match="conditional"):
         sample_forward(env, policy, 4)
 

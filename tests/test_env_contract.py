@@ -18,24 +18,24 @@ from gflow.run_config import ModelConfig
 def test_defaults_describe_a_plain_environment():
     env = HyperGrid(2, 4)
     assert (env.conditional, env.conditioning, env.cond_dim) == (False, None, 0)
-    assert env.n_objectives == 0 and env.policy_kind == "mlp"
+    assert env.n_reward_components == 0 and env.policy_kind == "mlp"
     assert env.exact_target() is env
     assert check_env(env, n_trajectories=4).states > 0
 
 
 def test_wrappers_pass_declarations_on_and_say_their_own():
     base = MOHyperGrid(5, ["branin", "currin"])
-    cond = Conditioning(n_objectives=2)
+    cond = Conditioning(n_reward_components=2)
     env = ConditionalEnv(base, cond)
     assert env.conditional and env.conditioning is cond and env.cond_dim == cond.cond_dim
-    assert env.n_objectives == 2 and env.policy_kind == "mlp" and env.exact_target() is env
+    assert env.n_reward_components == 2 and env.policy_kind == "mlp" and env.exact_target() is env
     fixed = env.at(cond.condition([0.5, 0.5]))
     assert not fixed.conditional and fixed.cond_dim == 0
     assert EnvWrapper(env).conditional and EnvWrapper(env).cond_dim == cond.cond_dim
     graphs = GraphEnv(node_types=2, max_nodes=3)
     corrected = SymmetryCorrected(graphs)
     assert corrected.policy_kind == "graph-transformer" and corrected.exact_target() is graphs
-    assert not corrected.conditional and corrected.n_objectives == 0
+    assert not corrected.conditional and corrected.n_reward_components == 0
 
 
 def test_the_policy_kind_picks_the_policy():
@@ -51,7 +51,7 @@ class UnknownPolicy(HyperGrid):
 
 
 class WrongComponentCount(HyperGrid):
-    n_objectives = 2  # objectives() keeps the default single component
+    n_reward_components = 2  # objectives() keeps the default single component
 
 
 class OtherTarget(HyperGrid):
@@ -68,7 +68,7 @@ class WideRows(Conditioning):
     ("env", "message"),
     [
         (UnknownPolicy(2, 4), "policy_kind 'crystal-ball' is not a registered policy"),
-        (WrongComponentCount(2, 4), ", 2) (n_objectives)"),
+        (WrongComponentCount(2, 4), ", 2) (n_reward_components)"),
         (OtherTarget(2, 4), "exact_target() has 4 forward"),
         (ConditionalEnv(HyperGrid(2, 4), WideRows()), "conditioning.sample(3) must give"),
     ],

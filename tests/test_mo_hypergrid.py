@@ -33,9 +33,9 @@ def test_functions_at_known_points():
 )
 def test_objectives_are_min_max_normalized_over_the_grid(names):
     env = MOHyperGrid(16, names)
-    assert isinstance(env, HyperGrid) and env.n_objectives == len(names)
+    assert isinstance(env, HyperGrid) and env.n_reward_components == len(names)
     cells = env.enumerate_states()
-    r = env.objectives(cells)
+    r = env.reward_components(cells)
     assert r.shape == (256, len(names))
     assert torch.allclose(r.min(0).values, torch.zeros(len(names)))
     assert torch.allclose(r.max(0).values, torch.ones(len(names)))
@@ -48,13 +48,14 @@ def test_objectives_follow_the_cell_not_the_batch_order():
     env = MOHyperGrid(8, ("branin", "currin"))
     cells = env.enumerate_states()
     perm = torch.randperm(len(cells), generator=torch.Generator().manual_seed(0))
-    assert torch.equal(env.objectives(cells[perm]), env.objectives(cells)[perm])
-    assert env.objectives(torch.tensor([[0, 7]]))[0, 1] == 1.0  # Currin is least at u = (0, 1)
+    assert torch.equal(env.reward_components(cells[perm]), env.reward_components(cells)[perm])
+    corner = torch.tensor([[0, 7]])
+    assert env.reward_components(corner)[0, 1] == 1.0  # Currin is least at u = (0, 1)
 
 
 def test_objectives_conflict():
     env = MOHyperGrid(32, ("branin", "currin"))
-    r = env.objectives(env.enumerate_states())
+    r = env.reward_components(env.enumerate_states())
     assert r[:, 0].argmax() != r[:, 1].argmax()
     assert r.sum(1).max() < 2 - 1e-3  # no cell is best at both
 
@@ -62,7 +63,7 @@ def test_objectives_conflict():
 def test_scalar_reward_is_the_equal_weight_sum():
     env = MOHyperGrid(8, ("branin", "currin", "beale"))
     cells = env.enumerate_states()
-    expected = env.objectives(cells).mean(1).clamp(min=env.floor).log()
+    expected = env.reward_components(cells).mean(1).clamp(min=env.floor).log()
     assert torch.allclose(env.log_reward(cells), expected)
     assert torch.allclose(env.energy(cells), -expected)
 

@@ -132,7 +132,7 @@ def test_bad_orders_and_batches_raise():
 class TwoObjectiveGrid(HyperGrid):
     """A hypergrid whose objects are compared by their two coordinates (Pareto order)."""
 
-    def objectives(self, states: torch.Tensor) -> torch.Tensor:
+    def reward_components(self, states: torch.Tensor) -> torch.Tensor:
         return states.float()
 
 

@@ -96,7 +96,7 @@ def test_ngram_counts_by_hand():
     expected = torch.tensor(
         [[2 / 6, 1 / 6, 3 / 12, 1 / 5], [0, 0, 0, 0], [3 / 6, 1 / 6, 5 / 12, 2 / 5]]
     )
-    assert torch.allclose(env.objectives(states), expected)
+    assert torch.allclose(env.reward_components(states), expected)
 
 
 def test_ngram_counts_match_a_reference_on_random_sequences():
@@ -132,13 +132,13 @@ def test_paper_scaling_clips_at_one():
     env = NGrams(["AV", "VC"], max_count=8)
     states = env.from_strings(["AV" * 16, "AVC" * 11])
     assert env.counts(states).tolist() == [[16, 0], [11, 11]]
-    assert torch.equal(env.objectives(states), torch.tensor([[1.0, 0.0], [1.0, 1.0]]))
+    assert torch.equal(env.reward_components(states), torch.tensor([[1.0, 0.0], [1.0, 1.0]]))
 
 
 def test_scalar_reward_is_the_floored_equal_weight_sum():
     env = NGrams(["AV", "VC"])
     states = env.from_strings(["AV" * 16, "W" * 32, "AVC" * 11])
-    r = env.objectives(states)
+    r = env.reward_components(states)
     assert torch.allclose(env.log_reward(states), r.mean(1).clamp(min=1e-6).log())
     assert env.log_reward(states)[1].item() == pytest.approx(math.log(1e-6))
 
@@ -146,7 +146,7 @@ def test_scalar_reward_is_the_floored_equal_weight_sum():
 def test_objectives_need_complete_sequences():
     env = NGrams()
     with pytest.raises(ValueError, match="at least 32 tokens; row 1 has 31"):
-        env.objectives(env.from_strings(["A" * 32, "A" * 31]))
+        env.reward_components(env.from_strings(["A" * 32, "A" * 31]))
 
 
 @pytest.mark.parametrize(
@@ -184,7 +184,7 @@ def test_dna_folding_of_hairpins():
     # ViennaRNA 2.8, DNA Mathews 2004 at 37 C; the RNA default folds HAIRPIN to -17.9
     assert energies[0] == pytest.approx(-13.8, abs=0.05)
     assert RNA.fold(HAIRPIN)[1] < energies[0] - 1
-    r = env.objectives(env.from_strings([HAIRPIN, TWO_HAIRPINS, "A" * 30]))
+    r = env.reward_components(env.from_strings([HAIRPIN, TWO_HAIRPINS, "A" * 30]))
     expected = [
         [-energies[0] / 60, 8 / 16, 1 / 8],
         [-energies[1] / 60, 8 / 16, 2 / 8],
@@ -201,8 +201,8 @@ def test_dna_parameters_leave_vienna_global_state_alone():
 
 def test_aptamer_objective_subsets_and_scales():
     env = DNAAptamers(objectives=["hairpins", "energy"], scales=[2, 20])
-    r = env.objectives(env.from_strings([HAIRPIN, TWO_HAIRPINS]))
-    assert env.n_objectives == 2
+    r = env.reward_components(env.from_strings([HAIRPIN, TWO_HAIRPINS]))
+    assert env.n_reward_components == 2
     assert r[:, 0].tolist() == [0.5, 1.0]
     assert r[0, 1].item() == pytest.approx(13.8 / 20, abs=0.003)
     with pytest.raises(ValueError, match="distinct objectives"):
@@ -218,13 +218,14 @@ def test_folding_is_cached_and_deduplicated(monkeypatch):
     folded = []
     fold = env.fold
     monkeypatch.setattr(env, "fold", lambda seqs: folded.extend(seqs) or fold(seqs))
-    first = env.objectives(env.from_strings([HAIRPIN, HAIRPIN, TWO_HAIRPINS]))
+    first = env.reward_components(env.from_strings([HAIRPIN, HAIRPIN, TWO_HAIRPINS]))
     assert folded == [HAIRPIN, TWO_HAIRPINS]
-    again = env.objectives(env.from_strings([TWO_HAIRPINS, HAIRPIN]))
+    again = env.reward_components(env.from_strings([TWO_HAIRPINS, HAIRPIN]))
     assert folded == [HAIRPIN, TWO_HAIRPINS]
     assert torch.equal(again, first[[2, 0]])
-    env.objectives(env.from_strings(["A" * 30]))  # evicts the least recently used: TWO_HAIRPINS
-    env.objectives(env.from_strings([HAIRPIN, TWO_HAIRPINS]))
+    # evicts the least recently used: TWO_HAIRPINS
+    env.reward_components(env.from_strings(["A" * 30]))
+    env.reward_components(env.from_strings([HAIRPIN, TWO_HAIRPINS]))
     assert folded == [HAIRPIN, TWO_HAIRPINS, "A" * 30, TWO_HAIRPINS]
 
 
@@ -297,7 +298,7 @@ def test_conditional_rewards_of_aptamers():
     cond = Conditioning(3, TemperatureDistribution("constant", (4.0,)))
     rows = cond.condition([0.5, 0.25, 0.25])
     states = env.from_strings([HAIRPIN])
-    r = env.objectives(states)[0]
+    r = env.reward_components(states)[0]
     expected = 4.0 * math.log(0.5 * r[0] + 0.25 * r[1] + 0.25 * r[2])
     got = ConditionalEnv(env, cond).at(rows).log_reward(states).item()
     assert got == pytest.approx(expected, rel=1e-5)

@@ -71,10 +71,10 @@ class FragmentObjectivesEnv(FragmentEnv):
         super().__init__(fragments, max_fragments, reward=None, device=device)
         self.seh, self.floor = seh, floor
         self.objective_names = parse_objectives(objectives)
-        self.n_objectives = len(self.objective_names)
+        self.n_reward_components = len(self.objective_names)
         self.record: Record | None = None
 
-    def objectives(self, states: GraphStates) -> torch.Tensor:
+    def reward_components(self, states: GraphStates) -> torch.Tensor:
         """(n, m) objectives in [0, 1] of the states' molecules, in `objective_names` order."""
         mols = self.to_mol(states)
         raw = None
@@ -91,6 +91,6 @@ class FragmentObjectivesEnv(FragmentEnv):
 
     def log_reward(self, states: GraphStates) -> torch.Tensor:
         """(n,) log of the equal-weight mean of the objectives, floored at `floor`."""
-        r = self.objectives(states)
-        equal = torch.full_like(r, 1 / self.n_objectives)
+        r = self.reward_components(states)
+        equal = torch.full_like(r, 1 / self.n_reward_components)
         return log_scalarize(r, equal, "weighted_sum", floor=self.floor)

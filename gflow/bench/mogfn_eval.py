@@ -90,7 +90,7 @@ def sample_grid(
 ) -> GridSamples:
     """Draw `config.samples` objects per grid preference at `config.beta` and score them."""
     cond = env.conditioning
-    m = cond.n_objectives
+    m = cond.n_reward_components
     if m < 2:
         raise ValueError(f"the MOGFN evaluation needs >= 2 objectives, the env has {m}")
     beta = cond.beta_max if config.beta is None else config.beta
@@ -101,7 +101,7 @@ def sample_grid(
     items: list[Any] = []
     for chunk in rows.split(config.batch_size):
         rollout = sample_forward(env, policy, len(chunk), chunk)
-        objectives.append(env.objectives(rollout.terminal).detach().cpu())
+        objectives.append(env.reward_components(rollout.terminal).detach().cpu())
         items.extend(describe(rollout.terminal))
     n = config.samples
     return GridSamples(

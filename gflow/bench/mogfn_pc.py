@@ -94,7 +94,7 @@ class Task:
 
     name: str
     base: Env
-    """The unconditioned environment, with `n_objectives` and `objectives(states)`."""
+    """The unconditioned environment, with `n_reward_components` and `objectives(states)`."""
     objective_names: list[str]
     describe: Describe
     distance: Distance
@@ -178,7 +178,7 @@ def run_mogfn(
     if budget < 0:
         raise ValueError(f"--max-seconds must be >= 0, got {budget}")
     seed_everything(args.seed)
-    m = task.base.n_objectives
+    m = task.base.n_reward_components
     conditioning = Conditioning(
         m,
         TemperatureDistribution("uniform", (opts.beta_min, opts.beta_max)),
