@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -33,3 +34,19 @@ def machine_info() -> dict[str, Any]:
         "threads": torch.get_num_threads(),
         "load_average_1m": load,
     }
+
+
+def code_state(root: str | os.PathLike | None = None) -> dict[str, Any]:
+    """The git commit of the checkout at `root` (default: the one holding gflow) and the files
+    under gflow/ and envs/ that differ from it; None and [] outside a git checkout."""
+    root = Path(root) if root is not None else Path(__file__).resolve().parents[2]
+    git = ["git", "-C", str(root)]
+    try:
+        commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True)
+        changed = subprocess.run(
+            [*git, "status", "--porcelain", "--", "gflow", "envs"], capture_output=True, text=True
+        )
+    except OSError:
+        return {"gflow_commit": None, "gflow_uncommitted_files": []}
+    files = [line[3:] for line in changed.stdout.splitlines()] if commit.returncode == 0 else []
+    return {"gflow_commit": commit.stdout.strip() or None, "gflow_uncommitted_files": files}

@@ -1,0 +1,18 @@
+"""The one machine record of benchmarks: where they ran and which code ran."""
+
+import torch
+
+from gflow.bench.machine import code_state, machine_info
+
+
+def test_machine_info_names_the_machine_and_threads():
+    info = machine_info()
+    assert info["cpu"] and info["cpu_count"] >= 1 and info["python"].count(".") == 2
+    assert info["torch"] == torch.__version__ and info["threads"] == torch.get_num_threads()
+    assert info["load_average_1m"] is None or info["load_average_1m"] >= 0
+
+
+def test_code_state_outside_a_checkout_is_empty(tmp_path):
+    assert code_state(tmp_path) == {"gflow_commit": None, "gflow_uncommitted_files": []}
+    here = code_state()
+    assert here["gflow_commit"] is None or len(here["gflow_commit"]) == 40
