@@ -30,7 +30,7 @@ from gflow.checkpoint import (
 from gflow.env import Env
 from gflow.exact import exact_report, state_graph
 from gflow.guards import LogitsError, RewardError, at_step, loss_error
-from gflow.objectives import Objective
+from gflow.objectives import Loss, Objective, as_objective
 from gflow.policies.base import Policy
 from gflow.policies.registry import build_policy, restore_policy
 from gflow.replay import ReplayBuffer, cat_rollouts
@@ -130,10 +130,11 @@ class Trainer:
         self,
         env: Env,
         policy: Policy,
-        objective: Objective,
+        objective: Objective | Loss,
         config: TrainConfig,
         env_info: dict[str, Any] | None = None,
     ):
+        objective = as_objective(objective)
         if config.max_steps is not None and not objective.incomplete_ok:
             raise ValueError(
                 f"max_steps cuts trajectories, which objective {objective.name!r} cannot learn "
@@ -450,7 +451,7 @@ def start_or_resume(
 def train(
     env: Env,
     policy: Policy,
-    objective: Objective,
+    objective: Objective | Loss,
     config: TrainConfig,
     *,
     env_info: dict[str, Any] | None = None,
@@ -460,9 +461,9 @@ def train(
     callbacks: Sequence[Callback] = (),
     restart: bool = False,
 ) -> dict[str, Any]:
-    """Train `policy` on `env` with `objective` (any `Objective`, built-in or the user's) and
-    return the metrics; see `start_or_resume` for seeding, resuming and restarting,
-    `Trainer.run` for `until` and `callbacks`."""
+    """Train `policy` on `env` with `objective` (any `Objective`, built-in or the user's, or a
+    plain loss function of Trajectories) and return the metrics; see `start_or_resume` for
+    seeding, resuming and restarting, `Trainer.run` for `until` and `callbacks`."""
     trainer = Trainer(env, policy, objective, config, env_info)
     return start_or_resume(trainer, resume, quiet, until, callbacks, restart)
 

@@ -120,6 +120,20 @@ def test_a_user_objective_with_any_name_trains_and_resumes(tmp_path):
         train(ENV, build_policy(ENV, MODEL), other, longer, quiet=True)
 
 
+def test_a_plain_loss_function_trains_like_an_objective():
+    def my_loss(traj):
+        return trajectory_balance(traj)
+
+    config = TrainConfig(steps=3, batch_size=4, eval_every=0)
+    seed_everything(0)
+    policy = build_policy(ENV, MODEL)
+    metrics = train(ENV, policy, my_loss, config, quiet=True)
+    seed_everything(0)
+    same = build_policy(ENV, MODEL)
+    named = train(ENV, same, Objective("my_loss", trajectory_balance), config, quiet=True)
+    assert metrics["objective"] == "my_loss" and metrics["final_loss"] == named["final_loss"]
+
+
 def test_load_policy_rebuilds_any_registered_policy(tmp_path):
     config = TrainConfig(steps=3, batch_size=4, eval_every=0, out=str(tmp_path))
     seed_everything(0)
