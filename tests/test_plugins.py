@@ -251,3 +251,20 @@ def test_the_seh_frag_benchmark_takes_a_user_reward(tmp_path, capsys):
     best = results["top_molecules"][0]
     heavy = Chem.MolFromSmiles(best["smiles"]).GetNumHeavyAtoms()
     assert best["proxy"] == 1.0 + heavy and best["reward"] == pytest.approx(1.0 + heavy)
+
+
+def test_the_environment_registry_builds_from_keyword_options():
+    from gflow.envs.registry import ENVIRONMENTS, build_env
+
+    env = build_env("hypergrid", ndim=3, height=4)
+    assert isinstance(env, HyperGrid) and (env.ndim, env.height, env.r0) == (3, 4, 1e-3)
+    assert build_env("sets", size="medium").universe == 80
+    assert [o.name for o in ENVIRONMENTS["hypergrid"].options] == ["ndim", "height", "r0"]
+    with pytest.raises(ValueError, match="has no option depth; its options: ndim, height, r0"):
+        build_env("hypergrid", depth=3)
+    with pytest.raises(ValueError, match="size must be one of small, medium, large"):
+        build_env("sets", size="huge")
+    with pytest.raises(ValueError, match="unknown environment 'nope'"):
+        build_env("nope")
+    with pytest.raises(ValueError, match="unknown molecule reward 'sweet'"):
+        build_env("atoms", reward="sweet")
