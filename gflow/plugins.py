@@ -52,6 +52,8 @@ def _import(module_name: str) -> Any:
 
 def _load_file(path: Path) -> Any:
     """Import a Python file as a module (once per file: the same path gives the same module)."""
+    if path.is_dir():
+        raise UsageError(f"{path} is a directory, expected a Python file")
     if not path.is_file():
         raise UsageError(f"no such file: {path}")
     key = f"gflow_plugin_{abs(hash(str(path.resolve())))}_{path.stem}"
@@ -91,8 +93,10 @@ def load_env(target: str, options: Mapping[str, Any] | None = None) -> Env:
         raise UsageError(f"{target} is not a class or function")
     try:
         env = factory(**(options or {}))
-    except TypeError as err:
-        raise UsageError(f"cannot build {target} with {dict(options or {})}: {err}") from None
+    except Exception as err:  # noqa: BLE001 - whatever the user's constructor raises, named
+        raise UsageError(
+            f"cannot build {target} with {dict(options or {})}: {type(err).__name__}: {err}"
+        ) from err
     if not isinstance(env, Env):
         raise UsageError(f"{target} built a {type(env).__name__}, not a gflow.env.Env")
     return env

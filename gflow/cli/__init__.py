@@ -18,11 +18,20 @@ import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from gflow.errors import GflowError, UsageError
 
-__all__ = ["COMMANDS", "Parser", "UsageError", "build_parser", "describe_error", "main"]
+__all__ = [
+    "COMMANDS",
+    "Parser",
+    "UsageError",
+    "build_parser",
+    "describe_error",
+    "main",
+    "output_folder",
+]
 
 COMMANDS = (
     "gflow.cli.train",
@@ -39,7 +48,7 @@ INTERRUPTED = 130  # 128 + SIGINT, as shells report a command stopped by Ctrl-C
 
 _OS_REASONS = {
     IsADirectoryError: "is a directory",
-    NotADirectoryError: "is not a directory (or a folder on its path is a file)",
+    NotADirectoryError: "is not a folder (or a part of its path is a file)",
     FileNotFoundError: "does not exist",
     FileExistsError: "already exists",
     PermissionError: "permission denied",
@@ -106,12 +115,27 @@ def describe_error(err: BaseException) -> str:
         )
         if err.errno == errno.ENOSPC:
             reason = "no space left on the device"
+        elif isinstance(err, FileExistsError) and os.path.isfile(err.filename):
+            reason = "is a file, not a folder"
         target = f"{err.filename} -> {err.filename2}" if err.filename2 else f"{err.filename}"
         return one_line(f"{target}: {reason}")
     text = str(err) or type(err).__name__
     if isinstance(err, KeyError):  # str(KeyError) is the quoted key alone
         text = f"missing {text}"
     return one_line(text)
+
+
+def output_folder(path: str | os.PathLike, option: str = "--out") -> Path:
+    """`path` as a folder that exists, created if needed, before any work is done; the error
+    names the option and the problem (a file is in the way, no permission)."""
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"{option} {folder} is a file, expected a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UsageError(f"{option} {folder}: cannot create it: {describe_error(err)}") from None
+    return folder
 
 
 def _debug_env() -> bool:

@@ -6,7 +6,7 @@ import argparse
 import importlib
 from typing import Any
 
-from gflow.cli import Parser
+from gflow.cli import Parser, output_folder
 
 
 def _common(parser: argparse.ArgumentParser, name: str) -> None:
@@ -34,6 +34,8 @@ def register(subparsers: Any) -> None:
 def _add_benchmarks(parser: Parser) -> None:
     """One sub-command per built-in benchmark, with its own and the shared options."""
     from gflow.bench import BENCHMARKS
+    from gflow.cli.envs import add_env_options
+    from gflow.envs.registry import ENVIRONMENTS
 
     names = parser.add_subparsers(
         dest="benchmark", required=True, metavar="NAME", parser_class=Parser
@@ -42,6 +44,8 @@ def _add_benchmarks(parser: Parser) -> None:
         module = importlib.import_module(path)
         sub = names.add_parser(module.NAME, help=module.HELP, description=module.HELP)
         _common(sub, module.NAME)
+        if module.ENV is not None:
+            add_env_options(sub, ENVIRONMENTS[module.ENV])
         module.add_arguments(sub)
         sub.set_defaults(run=_runner(module))
 
@@ -53,6 +57,7 @@ def _runner(module: Any) -> Any:
         if args.threads < 1:
             raise ValueError(f"--threads must be >= 1, got {args.threads}")
         setup_runtime(args)
+        output_folder(args.out)
         module.run(args)
         return 0
 

@@ -155,6 +155,13 @@ def run(args: argparse.Namespace) -> int:
     env, info = env_from_args(args)
     pretrained, state = load_pretrained(args.source, env, spec.name)
     sizes = pretrained.spec.options
+    for option in ("hidden", "layers"):
+        given = getattr(args, option)
+        if given is not None and given != sizes[option]:
+            raise UsageError(
+                f"--{option} {given} does not match the checkpoint {args.source}, whose network "
+                f"has {option} {sizes[option]}; leave --{option} out to use the checkpoint's"
+            )
     model = ModelConfig(
         hidden=args.hidden or sizes["hidden"],
         layers=args.layers or sizes["layers"],

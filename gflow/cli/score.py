@@ -117,6 +117,8 @@ def _warn(number: int, problem: str) -> None:
 def write_scores(lines: Iterator[tuple[int, str, bool]], score: Scorer, size: int, out: IO) -> None:
     """Score `lines` in chunks of `size`, writing `smiles,score` rows to `out` (empty scores and a
     warning on stderr for lines that are not UTF-8 or not a molecule)."""
+    from rdkit import rdBase
+
     from gflow.envs.rewards.molecules import to_mols
 
     writer = csv.writer(out, lineterminator="\n")
@@ -128,7 +130,8 @@ def write_scores(lines: Iterator[tuple[int, str, bool]], score: Scorer, size: in
                 _warn(number, f"not valid UTF-8 ({text!r})")
             elif mol is None:
                 _warn(number, f"cannot parse SMILES {text!r}")
-        values = iter(score([mol for mol in mols if mol is not None]).tolist())
+        with rdBase.BlockLogs():
+            values = iter(score([mol for mol in mols if mol is not None]).tolist())
         writer.writerows(
             (text, "" if mol is None else format(next(values), ".7g"))
             for (_, text, _), mol in zip(chunk, mols, strict=True)
