@@ -4,7 +4,7 @@ takes (name, default, help), from which front ends such as the command line make
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +33,11 @@ class EnvSpec:
     help: str
     build: Callable[..., Env]
     options: tuple[Option, ...] = ()
+
+    def pick(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """The entries of `values` that are this environment's options (from a front end that
+        holds other settings too, such as parsed command-line options)."""
+        return {o.name: values[o.name] for o in self.options if o.name in values}
 
     def __call__(self, device: str = "cpu", **options: Any) -> Env:
         """The environment with these options (defaults for the rest) on `device`."""

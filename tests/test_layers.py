@@ -69,3 +69,11 @@ def test_no_environment_is_probed_with_getattr():
         if probe.search(line)
     ]
     assert not hits, f"environment probed with getattr at {hits}; declare it on gflow.env.Env"
+
+
+@pytest.mark.parametrize(
+    "path", sorted((ROOT / "bench").glob("*.py")), ids=lambda p: p.relative_to(ROOT).as_posix()
+)
+def test_benchmarks_import_no_command_line(path):
+    bad = [name for name in imported(path) if name == "gflow.cli" or name.startswith("gflow.cli.")]
+    assert not bad, f"{path.relative_to(ROOT)} imports {bad}"

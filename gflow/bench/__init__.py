@@ -1,7 +1,8 @@
 """Built-in benchmarks behind `gflow bench NAME`.
 
-Each module in `BENCHMARKS` defines `NAME`, `HELP`, `add_arguments(parser)` for its own options
-and `run(args) -> dict` that writes its results (results.json, plots) under `args.out`.
+Each module in `BENCHMARKS` defines `NAME`, `HELP`, `ENV` (the registered environment whose
+options `gflow bench` adds to the benchmark's, or None), `add_arguments(parser)` for its own
+options and `run(args) -> dict` that writes its results (results.json, plots) under `args.out`.
 """
 
 BENCHMARKS: tuple[str, ...] = (

@@ -10,10 +10,11 @@ from dataclasses import replace
 from typing import Any
 
 from gflow.bench import mogfn_pc
-from gflow.cli.envs import add_env_options, env_options
 from gflow.envs.registry import ENVIRONMENTS
 
 NAME = "dna-aptamers"
+ENV = NAME
+"""The registered environment whose options `gflow bench` adds."""
 HELP = "MOGFN-PC on DNA aptamers: ViennaRNA free energy, base pairs, hairpins (length 30)"
 SHORT = mogfn_pc.Preset(
     steps=1000,
@@ -39,14 +40,13 @@ PAPER = replace(
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The task's options (lengths, --objectives, --fold-temperature) and MOGFN-PC's."""
-    add_env_options(parser, ENVIRONMENTS[NAME])
+    """MOGFN-PC's options (the environment's come from its registry entry, `ENV`)."""
     mogfn_pc.add_arguments(parser, SHORT, PAPER)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Train and evaluate; writes results.json and plots under args.out."""
-    base = ENVIRONMENTS[NAME](args.device, **env_options(args, ENVIRONMENTS[NAME]))
+    base = ENVIRONMENTS[ENV](args.device, **ENVIRONMENTS[ENV].pick(vars(args)))
     task = mogfn_pc.Task(
         name=NAME,
         base=base,

@@ -12,7 +12,6 @@ from typing import Any
 import torch
 
 from gflow.bench import mogfn_pc
-from gflow.cli.envs import add_env_options, env_options
 from gflow.conditioning import ConditionalEnv
 from gflow.envs.registry import ENVIRONMENTS
 from gflow.exact import exact_report, state_graph
@@ -20,6 +19,8 @@ from gflow.metrics import pareto_front
 from gflow.policies.base import Policy
 
 NAME = "mo-hypergrid"
+ENV = NAME
+"""The registered environment whose options `gflow bench` adds."""
 HELP = "MOGFN-PC on the 32x32 hypergrid with 2-4 of Branin, Currin, Shubert, Beale"
 SHORT = mogfn_pc.Preset(
     steps=2000,
@@ -32,8 +33,7 @@ PAPER = replace(SHORT, steps=20000, batch_size=128, hidden=256, eval_every=1000)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The grid's options (--height, --objectives) and the MOGFN-PC options."""
-    add_env_options(parser, ENVIRONMENTS[NAME])
+    """MOGFN-PC's options (the environment's come from its registry entry, `ENV`)."""
     mogfn_pc.add_arguments(parser, SHORT, PAPER)
 
 
@@ -63,7 +63,7 @@ def exact_errors(
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Train and evaluate; writes results.json and plots under args.out."""
-    base = ENVIRONMENTS[NAME](args.device, **env_options(args, ENVIRONMENTS[NAME]))
+    base = ENVIRONMENTS[ENV](args.device, **ENVIRONMENTS[ENV].pick(vars(args)))
     task = mogfn_pc.Task(
         name=NAME,
         base=base,

@@ -9,10 +9,11 @@ from dataclasses import replace
 from typing import Any
 
 from gflow.bench import mogfn_pc
-from gflow.cli.envs import add_env_options, env_options
 from gflow.envs.registry import ENVIRONMENTS
 
 NAME = "ngrams"
+ENV = NAME
+"""The registered environment whose options `gflow bench` adds."""
 HELP = "MOGFN-PC on N-grams: amino-acid sequences scored by n-gram counts (default AV,VC)"
 SHORT = mogfn_pc.Preset(
     steps=1000,
@@ -36,14 +37,13 @@ PAPER = replace(
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The task's options (--ngrams, --alphabet, lengths, --max-count) and MOGFN-PC's."""
-    add_env_options(parser, ENVIRONMENTS[NAME])
+    """MOGFN-PC's options (the environment's come from its registry entry, `ENV`)."""
     mogfn_pc.add_arguments(parser, SHORT, PAPER)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Train and evaluate; writes results.json and plots under args.out."""
-    base = ENVIRONMENTS[NAME](args.device, **env_options(args, ENVIRONMENTS[NAME]))
+    base = ENVIRONMENTS[ENV](args.device, **ENVIRONMENTS[ENV].pick(vars(args)))
     scale = "MOGFN's fixed divisor" if base.max_count is not None else "the largest possible count"
     task = mogfn_pc.Task(
         name=NAME,

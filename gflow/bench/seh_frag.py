@@ -42,6 +42,8 @@ from gflow.run_config import check_at_least
 from gflow.training import Callback, ModelConfig, TrainConfig, Trainer, build_policy
 
 NAME = "seh-frag"
+ENV = None
+"""No registered environment: the benchmark declares its options itself."""
 HELP = (
     "fragment molecules for the sEH proxy: TB, temperature-conditioned graph transformer"
 )

@@ -35,6 +35,8 @@ from gflow.envs.rewards import SEHProxy
 from gflow.metrics import hypervolume, pareto_front
 
 NAME = "seh-frag-moo"
+ENV = None
+"""No registered environment: the benchmark declares its options itself."""
 HELP = "MOGFN-PC on fragment molecules: sEH, QED, SA, MW; graph transformer 4x128"
 MOLECULE_GRID = "best_molecules.png"
 GENERATED = "generated.json"

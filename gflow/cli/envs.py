@@ -52,7 +52,7 @@ def add_env_options(parser: argparse.ArgumentParser, spec: EnvSpec) -> None:
 
 def env_options(args: argparse.Namespace, spec: EnvSpec) -> dict[str, Any]:
     """The environment's options from parsed flags."""
-    return {option.name: getattr(args, option.name) for option in spec.options}
+    return spec.pick(vars(args))
 
 
 def add_environment_parsers(
