@@ -201,7 +201,12 @@ def molecule_reward(name: str, device: str = "cpu") -> Callable[[list], Any] | N
             f"unknown molecule reward {name!r}; choose from {', '.join(MOLECULE_REWARDS)} "
             "or name a function as module:fn or path/to/file.py:fn"
         )
-    return lambda mols: score(mols).clamp(min=1e-4)
+
+    def floored(mols: list) -> Any:
+        return score(mols).clamp(min=1e-4)
+
+    floored.__name__ = name  # error messages name the reward
+    return floored
 
 
 def _atoms(elements: str, max_atoms: int, reward: str, no_symmetry: bool, device: str) -> Env:
