@@ -210,6 +210,7 @@ def test_functions_and_objectives_pass_alike():
     obj = as_objective(mine)
     assert isinstance(obj, Objective) and obj.name == "mine" and obj.needs == frozenset()
     assert as_objective(obj) is obj
+    assert objective(mine).name == "mine" and objective(mine).needs == frozenset()  # bare
     declared = objective("fl", needs={"forward_looking_flows"}, incomplete_ok=True)(mine)
     assert declared.incomplete_ok and declared.needs == {"forward_looking_flows"}
     with pytest.raises(ValueError, match="needs \\['wings'\\]"):

@@ -70,21 +70,22 @@ class Objective:
 
 
 def objective(
-    name: str | None = None,
+    name: str | Loss | None = None,
     *,
     needs: Collection[str] = (),
     incomplete_ok: bool = False,
     log_z: str = "learned",
-) -> Callable[[Loss], Objective]:
+) -> Any:
     """Decorator: a loss function of Trajectories becomes an Objective (named after the
     function unless `name` is given) with the declared needs, e.g.
-    ``@objective(needs={"energies"}, incomplete_ok=True)``."""
+    ``@objective(needs={"energies"}, incomplete_ok=True)``; bare ``@objective`` declares
+    nothing beyond the always-scored fields."""
 
     def wrap(loss: Loss) -> Objective:
-        label = name or getattr(loss, "__name__", "loss")
+        label = name if isinstance(name, str) else getattr(loss, "__name__", "loss")
         return Objective(label, loss, frozenset(needs), incomplete_ok, log_z)
 
-    return wrap
+    return wrap(name) if callable(name) else wrap
 
 
 def as_objective(loss: Objective | Loss, name: str | None = None) -> Objective:
