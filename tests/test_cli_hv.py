@@ -138,3 +138,46 @@ def test_plot_errors(hv, tmp_path: Path) -> None:
     assert not (tmp_path / "x.png").exists()
     status, lines, _ = hv(path, "--ref", "0,0", "--plot", tmp_path / "new" / "x.png")
     assert status == 0 and (tmp_path / "new" / "x.png").read_bytes().startswith(PNG_MAGIC)
+
+
+def _sphere(tmp_path: Path, n: int, k: int) -> Path:
+    """n non-dominated points on the positive unit sphere in k objectives, saved as .npy."""
+    points = np.abs(np.random.default_rng(k).standard_normal((n, k)))
+    np.save(tmp_path / "sphere.npy", points / np.linalg.norm(points, axis=1, keepdims=True))
+    return tmp_path / "sphere.npy"
+
+
+def test_approx_reports_an_interval_around_the_exact_value(hv, tmp_path: Path) -> None:
+    path = _sphere(tmp_path, 60, 5)
+    ref = ",".join(["0"] * 5)
+    exact = float(hv(path, "--ref", ref)[1][-1])
+    status, lines, err = hv(path, "--ref", ref, "--approx", "--samples", "50000", "--json")
+    result = json.loads(lines[-1])
+    assert status == 0 and err == "" and result["method"] == "monte-carlo"
+    low, high = result["ci95"]
+    assert low <= exact <= high and low <= result["hypervolume"] <= high
+    assert result["samples"] == 50000 and result["n_pareto"] == 60
+    status, lines, _ = hv(path, "--ref", ref, "--approx", "--samples", "50000")
+    assert status == 0 and float(lines[-1]) == result["hypervolume"]
+    assert "95% confidence interval" in lines[1] and "50000 samples (seed 0)" in lines[1]
+    status, _, err = hv(path, "--ref", ref, "--approx", "--samples", "1")
+    assert status == 2 and "--samples must be >= 2" in err
+
+
+def test_slow_exact_computation_is_announced(hv, tmp_path: Path, monkeypatch) -> None:
+    import gflow.metrics.pareto
+
+    monkeypatch.setattr(gflow.metrics.pareto, "hypervolume_seconds", lambda *a: 3 * 86400.0)
+    path = _sphere(tmp_path, 40, 5)
+    status, lines, err = hv(path, "--ref", ",".join(["0"] * 5))
+    assert status == 0 and float(lines[-1]) > 0
+    assert err == (
+        "gflow hv: warning: the exact hypervolume of 40 Pareto points in 5 objectives may take "
+        "about 3 days (its cost grows like n^3); Ctrl-C stops it, --approx estimates it in "
+        "seconds\n"
+    )
+
+
+def test_quick_exact_computation_is_not_announced(hv, tmp_path: Path) -> None:
+    status, _, err = hv(_sphere(tmp_path, 100, 4), "--ref", "0,0,0,0")
+    assert status == 0 and err == ""

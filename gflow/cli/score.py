@@ -41,8 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "by default, the reward scale with --normalized: "
         + "; ".join(f"{name}: {text}" for name, text in OBJECTIVES.items())
         + ". A line that does not parse, or is not valid UTF-8, gets an empty score and a "
-        "warning on stderr. A molecule's score does not depend on the other molecules of its "
-        "batch.",
+        "warning on stderr. The qed, sa and mw scores of a molecule never depend on the rest of "
+        "its batch; seh scores may, by float32 rounding only (relative difference below "
+        "1e-5).",
     )
     p.add_argument("objective", choices=tuple(OBJECTIVES), help="what to score")
     p.add_argument("file", help="text file with one SMILES per line, or - for standard input")
