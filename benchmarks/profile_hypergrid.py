@@ -12,7 +12,8 @@ the step calls, so that the profile follows whatever path the trainer takes:
 - loss: the objective's loss function;
 - backward: `loss.backward()`;
 - optimizer: `zero_grad` and `step`;
-- other: whatever the step does besides (the finiteness check, the trainer's own code).
+- other: whatever the step does besides (the finiteness check, the trainer's own code, and the
+  tracking of the best objects sampled when `--top-k` turns it on).
 
 The first `--warmup` iterations train untimed (trajectories lengthen as training goes, so the
 profile is of a run past its first iterations); the next `--iterations` are timed, and the report
@@ -115,6 +116,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--iterations", type=int, default=1000, help="timed iterations")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument(
+        "--top-k", type=int, default=0,
+        help="track the best k objects as `gflow train` does by default (100); 0: off",
+    )
     p.add_argument("--clock", choices=sorted(CLOCKS), default="cpu", help="what is timed")
     p.add_argument("--label", default="current", help="name of this profile in the report")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
@@ -180,7 +185,7 @@ def profile(args: argparse.Namespace) -> dict[str, Any]:
         seed=args.seed,
         eval_every=0,
         checkpoint_every=0,
-        top_k=0,
+        top_k=args.top_k,
     )
     seed_everything(args.seed)
     policy = MLPPolicy(
@@ -246,6 +251,7 @@ def summarize(
             "iterations": n,
             "seed": args.seed,
             "threads": args.threads,
+            "top_k": args.top_k,
         },
         "mean_trajectory_length": mean_length,
         "ms_per_iteration": per_iter,

@@ -8,7 +8,9 @@ lr 1e-1) one after the other, never at once, alternating which goes first, each 
 thread. A run trains a few untimed iterations first, then times iterations until `--seconds` of
 wall time have passed (at least `--min-iterations`). Reported per run: iterations, wall and CPU
 seconds, trajectories per second by wall time and by CPU time (the process's CPU time, which a
-shared machine's other jobs move much less), and the load average before and after. Per
+shared machine's other jobs move much less), and the load average before and after. With
+`--device cuda` both sides run on the GPU (gflow's trainer then samples with the fixed-horizon
+sampler, no host synchronisation inside the rollout loop). Per
 setting: medians over repeats and the gflow/torchgfn ratios. Results go to
 benchmarks/results/throughput.json. torchgfn runs in the virtual environment that
 `hypergrid_tb.py` creates.
@@ -53,6 +55,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--hidden", type=int, default=256)
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--device", default="cpu",
+        help="torch device of both sides; on cuda gflow samples with the fixed-horizon sampler",
+    )
     p.add_argument("--peer-venv", type=Path, default=DEFAULT_VENV)
     p.add_argument("--peer-spec", default="torchgfn>=2.4,<2.5")
     p.add_argument("--skip-peer", action="store_true", help="measure gflow only")
@@ -73,13 +79,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def time_iterations(step: Any, args: argparse.Namespace) -> dict[str, Any]:
     """Run `step` `warmup` times untimed, then until the wall budget (and the minimum count) is
     spent; iterations, wall and CPU seconds."""
+    import torch
+
+    sync = torch.cuda.synchronize if args.device.startswith("cuda") else lambda: None
     for _ in range(args.warmup):
         step()
+    sync()
     wall, cpu = time.perf_counter(), time.process_time()
     iterations = 0
     while iterations < args.min_iterations or time.perf_counter() - wall < args.seconds:
         step()
         iterations += 1
+    sync()
     return {
         "iterations": iterations,
         "wall_seconds": time.perf_counter() - wall,
@@ -100,17 +111,22 @@ def run_gflow(args: argparse.Namespace) -> dict[str, Any]:
     if args.env == "hypergrid":
         from gflow.envs.hypergrid import HyperGrid
 
-        env = HyperGrid(**ENVS["hypergrid"])
+        env = HyperGrid(**ENVS["hypergrid"], device=args.device)
     else:
         from gflow.envs.bitseq import BitSequence
 
-        env = BitSequence(**ENVS["bitseq"])
+        env = BitSequence(**ENVS["bitseq"], device=args.device)
     seed_everything(args.seed)
     policy = MLPPolicy(
         env.feature_dim, env.n_actions, env.n_backward, hidden=args.hidden, layers=args.layers
-    )
+    ).to(args.device)
     config = TrainConfig(
-        batch_size=args.batch, seed=args.seed, eval_every=0, checkpoint_every=0, top_k=0
+        batch_size=args.batch,
+        seed=args.seed,
+        eval_every=0,
+        checkpoint_every=0,
+        top_k=0,
+        device=args.device,
     )
     trainer = Trainer(env, policy, get_objective("tb"), config)
     return time_iterations(trainer.train_step, args)
@@ -127,6 +143,7 @@ def worker_flags(args: argparse.Namespace, env: str, batch: int, seed: int) -> l
         "--hidden": args.hidden,
         "--layers": args.layers,
         "--seed": seed,
+        "--device": args.device,
     }
     return [str(x) for pair in flags.items() for x in pair]
 
@@ -201,7 +218,9 @@ def main(argv: list[str] | None = None) -> None:
         "benchmark": "throughput",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine(peer, 1),
-        "gpu": "none: this machine has no GPU; CPU figures only",
+        "gpu": None if args.device == "cpu" else args.device,
+        "gpu_note": "no GPU was measured: the machine this report comes from has none"
+        if args.device == "cpu" else None,
         "config": {k: v for k, v in vars(args).items() if k not in ("worker", "env", "batch")},
         "settings": settings,
         "wall_seconds": time.perf_counter() - started,

@@ -146,8 +146,12 @@ def sample_forward(
     epsilon: float = 0.0,
     max_steps: int | None = None,
     keep_outputs: bool = False,
+    fixed_horizon: bool = False,
 ) -> Rollout:
     """Sample `n` trajectories from s0; with `max_steps`, unfinished ones are left incomplete.
+
+    With `fixed_horizon`, an environment that declares a horizon (and no `max_steps`) is sampled
+    by `sample_forward_fixed` instead: no host synchronisation inside the loop, for GPUs.
 
     With `keep_outputs`, a policy that has a recorder (`Policy.recorder`) records its outputs on
     every state as it samples, and the first `gflow.scoring.score` of the rollout reuses them
@@ -155,6 +159,8 @@ def sample_forward(
     training skips the second forward pass. Score such a rollout before changing the policy's
     parameters. The draws are the same either way.
     """
+    if fixed_horizon and env.horizon is not None and max_steps is None:
+        return sample_forward_fixed(env, policy, n, cond, temperature, epsilon)
     device = env.device
     recorder = policy.recorder() if keep_outputs else None
     versions = _versions(policy) if recorder is not None else []
@@ -162,7 +168,10 @@ def sample_forward(
     state = env.initial(n)
     index = torch.arange(n, device=device)
     rows = cond
-    states, owners, actions, sizes = [], [], [], []
+    states: list[States] = []
+    owners: list[torch.Tensor] = []
+    actions: list[torch.Tensor] = []
+    sizes: list[int] = []
     alive = n
     while alive and (max_steps is None or len(actions) < max_steps):
         logits = forward_logits(env.featurize(state), rows)

@@ -102,9 +102,9 @@ class Callback:
     """Something `Trainer.run` tells about its progress; override the events you need. Each
     runs outside the training clock (`train_seconds`)."""
 
-    def after_step(self, trainer: Trainer, loss: torch.Tensor, batch: Rollout) -> None:
+    def after_step(self, trainer: Trainer, loss: torch.Tensor, batch: Rollout | None) -> None:
         """After each optimizer step (`trainer.step` counts it) with its detached loss and the
-        batch it trained on."""
+        batch it trained on (`trainer.last_batch`)."""
 
     def after_evaluate(self, trainer: Trainer, entry: dict[str, Any]) -> None:
         """After each evaluation, with the entry just appended to `trainer.eval_history` (the
@@ -169,6 +169,7 @@ class Trainer:
         online = sample_forward(
             env, self.policy, n, cond, cfg.temperature, cfg.epsilon, cfg.max_steps,
             keep_outputs=True,  # scoring reuses the sampling pass (issue 11)
+            fixed_horizon=env.device.type == "cuda",  # no host sync while sampling (issue 11)
         )
         if self.top is not None:
             self.top.add(online)

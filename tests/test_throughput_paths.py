@@ -120,6 +120,10 @@ def test_fixed_horizon_rollouts_are_chains_of_the_same_distribution():
     check_chains(env, small)
     assert small.actions.shape[1] == int(small.lengths.max())
     rollout = sample_forward_fixed(env, policy, 20_000)
+    torch.manual_seed(6)
+    chosen = sample_forward(env, policy, 50, fixed_horizon=True)  # what training on a GPU runs
+    torch.manual_seed(6)
+    assert torch.equal(chosen.actions, sample_forward_fixed(env, policy, 50).actions)
     graph = state_graph(env)
     exact = terminal_distribution(graph, env, policy)
     index = {key: i for i, key in enumerate(env.keys(graph.states))}

@@ -47,6 +47,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--hidden", type=int, default=256)
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
     return p.parse_args()
 
 
@@ -56,10 +57,17 @@ def main() -> None:
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
     if args.env == "hypergrid":
-        env = HyperGrid(ndim=4, height=8, reward_fn_kwargs={"R0": 1e-3, "R1": 0.5, "R2": 2.0})
+        env = HyperGrid(
+            ndim=4,
+            height=8,
+            reward_fn_kwargs={"R0": 1e-3, "R1": 0.5, "R2": 2.0},
+            device=args.device,
+        )
         preprocessor = KHotPreprocessor(height=8, ndim=4)
     else:
-        env = BitSequence(word_size=8, seq_size=120, n_modes=60, seed=args.seed)
+        env = BitSequence(
+            word_size=8, seq_size=120, n_modes=60, seed=args.seed, device_str=args.device
+        )
         preprocessor = WordSlots(env.words_per_seq, 2**8)
     module = MLP(
         input_dim=preprocessor.output_dim,
@@ -70,7 +78,7 @@ def main() -> None:
     )
     pf = DiscretePolicyEstimator(module, env.n_actions, preprocessor=preprocessor)
     pb = DiscretePolicyEstimator.uniform(env.n_actions, preprocessor=preprocessor)
-    gflownet = TBGFlowNet(pf=pf, pb=pb, init_logZ=0.0)
+    gflownet = TBGFlowNet(pf=pf, pb=pb, init_logZ=0.0).to(args.device)
     sampler = Sampler(estimator=pf)
     optimizer = torch.optim.Adam(gflownet.pf_pb_parameters(), lr=1e-3, fused=True)
     optimizer.add_param_group({"params": gflownet.logz_parameters(), "lr": 1e-1})
@@ -82,13 +90,16 @@ def main() -> None:
         loss.backward()
         optimizer.step()
 
+    sync = torch.cuda.synchronize if args.device.startswith("cuda") else lambda: None
     for _ in range(args.warmup):
         step()
+    sync()
     wall, cpu = time.perf_counter(), time.process_time()
     iterations = 0
     while iterations < args.min_iterations or time.perf_counter() - wall < args.seconds:
         step()
         iterations += 1
+    sync()
     print(
         json.dumps(
             {
