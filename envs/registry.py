@@ -186,6 +186,7 @@ def molecule_reward(name: str, device: str = "cpu") -> Callable[[list], Any] | N
 
     if name == "uniform":
         return None
+    score: Callable[[list], Any]
     if name == "seh":
         from gflow.envs.rewards.seh import SEHProxy
 

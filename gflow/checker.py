@@ -523,7 +523,7 @@ class _Checker:
             )
 
     def undo_elsewhere(
-        self, states: States, actions: torch.Tensor, parent_keys: list[Hashable]
+        self, states: States, actions: torch.Tensor, parent_keys: Sequence[Hashable]
     ) -> torch.Tensor:
         """(n,) bool: where backward action `actions` from `states` is illegal or leads to a
         state whose key differs from `parent_keys` (for states known only up to their keys,

@@ -390,7 +390,7 @@ class ConditionalEnv(EnvWrapper):
         return self._conditioning
 
     @property
-    def conditional(self) -> bool:
+    def conditional(self) -> bool:  # type: ignore[override]
         """True until a condition is fixed with `at`: the reward then needs conditioning rows."""
         return self.fixed is None
 

@@ -49,7 +49,7 @@ from gflow.policies.base import Policy, PolicyOutput
 from gflow.policies.mlp import mlp
 from gflow.policies.registry import build_policy, policy_spec
 from gflow.run_config import ModelConfig, TrainConfig
-from gflow.sampling import Rollout, masked_log_softmax
+from gflow.sampling import Rollout, masked_log_softmax, terminal_log_reward
 from gflow.training import Trainer
 
 
@@ -291,6 +291,8 @@ class FinetuneTrainer(Trainer):
     ordinary objective; Q ranges over the candidate outcomes, encoded by `encode` (the
     pre-training's outcome encoder)."""
 
+    policy: MarginalModel
+
     def __init__(
         self,
         env: Env,
@@ -306,7 +308,7 @@ class FinetuneTrainer(Trainer):
         super().__init__(env, model, objective, config, env_info)
         self.options, self.encode = options, encode
         self.codes = encode(candidates).to(torch.get_default_dtype())
-        self.candidate_log_reward = env.log_reward(candidates).float()
+        self.candidate_log_reward = terminal_log_reward(env, candidates, None).float()
 
     def loss(self, batch: Rollout) -> torch.Tensor:
         """The amortized loss while distilling, the ordinary objective's afterwards (log Z first

@@ -133,10 +133,17 @@ class OutcomeEnv(ConditionalEnv):
     rows (y's encoding); the wrapped environment's own reward is never evaluated. Built with
     an `OutcomeConditioning` (see `outcome_env`)."""
 
+    # OutcomeConditioning is not a Conditioning: ConditionalEnv reads only its n_objectives and
+    # cond_dim (duck-typed), and this class narrows the property to what it really holds.
+    @property
+    def conditioning(self) -> OutcomeConditioning:  # type: ignore[override]
+        """The outcome conditioning: codes, the match test and the pool of outcomes."""
+        return self._conditioning  # type: ignore[return-value]
+
     def at(self, cond: torch.Tensor) -> OutcomeEnv:
         """This environment with one outcome's code (1, cond_dim) fixed for every state."""
         fixed = super().at(cond).fixed
-        return OutcomeEnv(self.env, self.conditioning, fixed)
+        return OutcomeEnv(self.env, self.conditioning, fixed)  # type: ignore[arg-type]
 
     def log_reward(self, states: States, cond: torch.Tensor | None = None) -> torch.Tensor:
         """(n,) log R(x | y) with one outcome code per state (or the fixed one)."""
@@ -165,7 +172,7 @@ def outcome_env(
     if enumerate_outcomes:
         check_encoding(env, conditioning, outcomes)
         conditioning.add(outcomes)
-    return OutcomeEnv(env, conditioning)
+    return OutcomeEnv(env, conditioning)  # type: ignore[arg-type]  # duck-typed, see OutcomeEnv
 
 
 @torch.no_grad()

@@ -60,6 +60,8 @@ class PretrainTrainer(Trainer):
     """The training loop with outcome-conditioned contrastive batches; exact evaluation reports
     the mean and worst probability of reaching each outcome (enumerable environments)."""
 
+    env: OutcomeEnv
+
     def __init__(
         self,
         env: OutcomeEnv,
@@ -115,7 +117,7 @@ class PretrainTrainer(Trainer):
     def evaluate(self) -> dict[str, float] | None:
         """Exact probability of reaching each outcome: mean and minimum over the objects (all of
         them, or `EVAL_OUTCOMES` of them); None where the environment cannot be enumerated."""
-        if self.eval_outcomes is None:
+        if self.eval_outcomes is None or self.graph is None:
             return None
         return success_summary(success_rates(self.graph, self.env, self.policy, self.eval_outcomes))
 

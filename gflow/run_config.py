@@ -3,11 +3,12 @@ and the policy network (`ModelConfig`). An objective's own options live on the o
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 
-def check_at_least(values: Any, bounds: dict[str, float]) -> None:
+def check_at_least(values: Any, bounds: Mapping[str, float]) -> None:
     """Raise a one-line error for the first named field of `values` below its bound."""
     for name, low in bounds.items():
         if getattr(values, name) < low:

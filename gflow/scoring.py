@@ -72,7 +72,7 @@ def score(
     log_z = policy.log_z(rollout.cond, n)
     log_flow = _pad(out.log_flow, mask)
     energy = _energies(env, rollout) if forward_looking or "energies" in needs else None
-    if forward_looking:
+    if forward_looking and energy is not None:
         log_flow = log_flow - energy
     log_flow = torch.cat([log_z[:, None], log_flow[:, 1:]], dim=1)
     ends = rollout.lengths.clamp(max=steps)

@@ -68,13 +68,16 @@ class Trajectories:
     """(B, T+1) KL(uniform || P_B(. | s_t)) at real states with parents, 0 elsewhere
     (need ``backward_kl``)."""
 
-    def require(self, need: str, reader: str) -> None:
-        """Raise a clear error naming `reader` unless this batch was scored with `need`."""
-        if any(getattr(self, name) is None for name in OPTIONAL_FIELDS[need]):
+    def require(self, need: str, reader: str) -> tuple[torch.Tensor, ...]:
+        """The fields scoring fills for `need`, in `OPTIONAL_FIELDS` order; a clear error naming
+        `reader` unless this batch was scored with `need`."""
+        values = tuple(getattr(self, name) for name in OPTIONAL_FIELDS[need])
+        if any(value is None for value in values):
             raise ValueError(
                 f"{reader} reads {need}: score the batch with needs={{{need!r}}} "
                 "(an objective's `needs`)"
             )
+        return values
 
     @property
     def transition_mask(self) -> torch.Tensor:

@@ -81,7 +81,7 @@ class FragmentObjectivesEnv(FragmentEnv):
         if "seh" in self.objective_names:
             raw = torch.as_tensor(self.seh(mols)).float().cpu()
         columns = [
-            normalize_seh(raw) if name == "seh" else DESCRIPTORS[name](mols)
+            normalize_seh(raw) if name == "seh" and raw is not None else DESCRIPTORS[name](mols)
             for name in self.objective_names
         ]
         values = torch.stack(columns, dim=1).clamp(0.0, 1.0)

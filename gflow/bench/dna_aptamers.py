@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from gflow.bench import mogfn_pc
 from gflow.envs.registry import ENVIRONMENTS
+
+if TYPE_CHECKING:
+    from gflow.envs.aptamers import DNAAptamers
 
 NAME = "dna-aptamers"
 ENV = NAME
@@ -46,7 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Train and evaluate; writes results.json and plots under args.out."""
-    base = ENVIRONMENTS[ENV](args.device, **ENVIRONMENTS[ENV].pick(vars(args)))
+    spec = ENVIRONMENTS[ENV]
+    base = cast("DNAAptamers", spec(args.device, **spec.pick(vars(args))))  # what the entry builds
     task = mogfn_pc.Task(
         name=NAME,
         base=base,

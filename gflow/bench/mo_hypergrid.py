@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
@@ -17,6 +17,9 @@ from gflow.envs.registry import ENVIRONMENTS
 from gflow.exact import exact_report, state_graph
 from gflow.metrics import pareto_front
 from gflow.policies.base import Policy
+
+if TYPE_CHECKING:
+    from gflow.envs.mo_hypergrid import MOHyperGrid
 
 NAME = "mo-hypergrid"
 ENV = NAME
@@ -63,7 +66,8 @@ def exact_errors(
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Train and evaluate; writes results.json and plots under args.out."""
-    base = ENVIRONMENTS[ENV](args.device, **ENVIRONMENTS[ENV].pick(vars(args)))
+    spec = ENVIRONMENTS[ENV]
+    base = cast("MOHyperGrid", spec(args.device, **spec.pick(vars(args))))  # what the entry builds
     task = mogfn_pc.Task(
         name=NAME,
         base=base,

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from gflow.bench import mogfn_pc
 from gflow.envs.registry import ENVIRONMENTS
+
+if TYPE_CHECKING:
+    from gflow.envs.ngrams import NGrams
 
 NAME = "ngrams"
 ENV = NAME
@@ -43,7 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Train and evaluate; writes results.json and plots under args.out."""
-    base = ENVIRONMENTS[ENV](args.device, **ENVIRONMENTS[ENV].pick(vars(args)))
+    spec = ENVIRONMENTS[ENV]
+    base = cast("NGrams", spec(args.device, **spec.pick(vars(args))))  # what the entry builds
     scale = "MOGFN's fixed divisor" if base.max_count is not None else "the largest possible count"
     task = mogfn_pc.Task(
         name=NAME,

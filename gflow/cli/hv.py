@@ -220,7 +220,7 @@ def plot_front(
     figure = Figure(figsize=(6, 5), layout="constrained")
     FigureCanvasAgg(figure)
     three_d = points.shape[1] == 3
-    axes = figure.add_subplot(projection="3d" if three_d else None)
+    axes: Any = figure.add_subplot(projection="3d" if three_d else None)  # 2-D or 3-D axes
     axes.scatter(*points.T, s=8, color="0.7", label="points")
     axes.scatter(*points[front].T, s=18, color="tab:red", label="Pareto front")
     axes.scatter(*ref, marker="x", s=60, color="black", label="reference")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -140,7 +140,8 @@ def register_objective(spec: ObjectiveSpec) -> ObjectiveSpec:
     taken = OBJECTIVES.get(spec.name)
     if taken is not None and taken != spec:
         raise ValueError(f"an objective named {spec.name!r} is already registered")
-    Objective(spec.name, spec.build, spec.needs, spec.incomplete_ok, spec.log_z)  # validates
+    # validates the declaration (only; the loss is built later, from options)
+    Objective(spec.name, cast(Loss, spec.build), spec.needs, spec.incomplete_ok, spec.log_z)
     OBJECTIVES[spec.name] = spec
     return spec
 

@@ -11,12 +11,12 @@ from gflow.trajectories import Trajectories
 def flow_matching(traj: Trajectories) -> torch.Tensor:
     """Mean of (log in-flow - log out-flow)^2 over visited states after s0, plus
     (log F(x -> sink) - log R(x))^2 over terminal states."""
-    traj.require("edge_flows", "flow matching")
-    steps = torch.arange(traj.log_inflow.shape[1], device=traj.lengths.device)
+    log_inflow, log_outflow, log_stop_flow = traj.require("edge_flows", "flow matching")
+    steps = torch.arange(log_inflow.shape[1], device=traj.lengths.device)
     last_state = traj.lengths - traj.done.long()
     visited = (steps >= 1) & (steps <= last_state[:, None])
-    balance = (traj.log_inflow - traj.log_outflow)[visited].pow(2)
-    terminal = (traj.log_stop_flow - traj.log_reward)[traj.done].pow(2)
+    balance = (log_inflow - log_outflow)[visited].pow(2)
+    terminal = (log_stop_flow - traj.log_reward)[traj.done].pow(2)
     return torch.cat([balance, terminal]).mean()
 
 

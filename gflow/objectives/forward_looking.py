@@ -26,8 +26,9 @@ from gflow.objectives.base import ObjectiveSpec, register_objective
 from gflow.trajectories import Trajectories
 
 
-def _require_forward_looking(traj: Trajectories) -> None:
-    traj.require("forward_looking_flows", "a forward-looking objective")
+def _require_forward_looking(traj: Trajectories) -> tuple[torch.Tensor, ...]:
+    """The batch's energy, log_pf_stop and can_stop (a clear error when not scored)."""
+    return traj.require("forward_looking_flows", "a forward-looking objective")
 
 
 def move_residuals(traj: Trajectories) -> tuple[torch.Tensor, torch.Tensor]:
@@ -40,9 +41,9 @@ def move_residuals(traj: Trajectories) -> tuple[torch.Tensor, torch.Tensor]:
 def stop_residuals(traj: Trajectories) -> torch.Tensor:
     """(B, T+1) log F(s) + log P_F(stop | s) - log R(s), with log R(s) = -E(s), at every real
     state where stop is legal; 0 elsewhere."""
-    _require_forward_looking(traj)
-    residual = traj.log_flow + traj.log_pf_stop + traj.energy
-    return torch.where(traj.can_stop, residual, 0.0)
+    energy, log_pf_stop, can_stop = _require_forward_looking(traj)
+    residual = traj.log_flow + log_pf_stop + energy
+    return torch.where(can_stop, residual, 0.0)
 
 
 def forward_looking_detailed_balance(traj: Trajectories) -> torch.Tensor:
@@ -60,12 +61,12 @@ def forward_looking_subtrajectory_balance(traj: Trajectories, lam: float = 0.9) 
     """FL-SubTB(lambda): SubTB over every sub-trajectory s_i..s_j of real states and every
     s_i..s_t -> stop with stop legal at s_t (weight lambda^transitions), normalized per
     trajectory, on the forward-looking flows."""
-    _require_forward_looking(traj)
+    energy, log_pf_stop, can_stop = _require_forward_looking(traj)
     anchor, prefix = flow_anchors(traj)
-    sink = -traj.energy - prefix - traj.log_pf_stop
+    sink = -energy - prefix - log_pf_stop
     states = traj.state_mask
     inner, inner_weight = weighted_pair_sums(anchor, anchor, states, states, lam)
-    ends, ends_weight = weighted_pair_sums(anchor, sink, states, traj.can_stop, lam, offset=1)
+    ends, ends_weight = weighted_pair_sums(anchor, sink, states, can_stop, lam, offset=1)
     total, weight = inner + ends, inner_weight + ends_weight
     some = weight > 0
     if not some.any():

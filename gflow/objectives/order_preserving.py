@@ -115,10 +115,10 @@ def _order_losses(
     traj: Trajectories, log_r: torch.Tensor, valid: torch.Tensor, prefer: Prefer, pairwise: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Order loss of each non-empty group (column) and the indices of those groups."""
-    traj.require("reward_components", "an order-preserving objective")
+    (components,) = traj.require("reward_components", "an order-preserving objective")
     if not traj.done.any():
         raise ValueError("order-preserving objectives need a complete trajectory in the batch")
-    beats = preference_matrix(traj.reward_components, prefer, traj.done)
+    beats = preference_matrix(components, prefer, traj.done)
     groups = valid.any(0).nonzero(as_tuple=True)[0]
     loss = pairwise_order_loss if pairwise else set_order_loss
     return loss(log_r[:, groups], valid[:, groups], beats), groups
@@ -126,9 +126,9 @@ def _order_losses(
 
 def _backward_kl(traj: Trajectories) -> torch.Tensor:
     """Mean KL(uniform || P_B) over the real states after s0."""
-    traj.require("backward_kl", "the backward KL term")
+    (backward_kl,) = traj.require("backward_kl", "the backward KL term")
     after = traj.state_mask[:, 1:]
-    return traj.backward_kl[:, 1:][after].sum() / after.sum().clamp(min=1)
+    return backward_kl[:, 1:][after].sum() / after.sum().clamp(min=1)
 
 
 def _regularized(loss: torch.Tensor, traj: Trajectories, backward_kl: float) -> torch.Tensor:
