@@ -48,6 +48,10 @@ def _import(module_name: str) -> Any:
         return importlib.import_module(module_name)
     except (ImportError, SyntaxError) as err:
         raise UsageError(f"cannot import {module_name}: {err}") from None
+    except Exception as err:  # noqa: BLE001 - the user's module failed while importing
+        raise UsageError(
+            f"cannot import {module_name}: it raised {type(err).__name__}: {err}"
+        ) from err
 
 
 def _load_file(path: Path) -> Any:
@@ -69,6 +73,9 @@ def _load_file(path: Path) -> Any:
     except (ImportError, SyntaxError) as err:
         del sys.modules[key]
         raise UsageError(f"cannot import {path}: {err}") from None
+    except Exception as err:  # noqa: BLE001 - the user's file failed while importing
+        del sys.modules[key]
+        raise UsageError(f"cannot import {path}: it raised {type(err).__name__}: {err}") from err
     return module
 
 

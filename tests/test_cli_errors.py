@@ -266,6 +266,10 @@ def test_finetune_model_size_differs_from_the_checkpoint(
 # check-env: a constructor that raises, options that make the environment invalid -------------
 
 
+RAISES_ON_IMPORT = """
+raise RuntimeError("import boom")
+"""
+
 BROKEN_CONSTRUCTOR = """
 from gflow.envs.hypergrid import HyperGrid
 
@@ -279,21 +283,24 @@ class Exploding(HyperGrid):
 @pytest.mark.parametrize(
     ("target", "args", "fragments"),
     [
-        ("{file}:Exploding", [], ["Exploding", "RuntimeError: the grid fell over"]),
-        ("gflow.envs.hypergrid:HyperGrid", ["ndim=-1"], ["HyperGrid", "ndim >= 1"]),
-        ("gflow.envs.hypergrid:HyperGrid", ["depth=3"], ["HyperGrid", "'depth'"]),
-        ("gflow.envs.hypergrid:HyperGrid", ["height=1.5"], ["HyperGrid", "height"]),
+        ("{file}:Exploding", [], ["build", "Exploding", "RuntimeError: the grid fell over"]),
+        ("gflow.envs.hypergrid:HyperGrid", ["ndim=-1"], ["build", "HyperGrid", "ndim >= 1"]),
+        ("gflow.envs.hypergrid:HyperGrid", ["depth=3"], ["build", "HyperGrid", "'depth'"]),
+        ("gflow.envs.hypergrid:HyperGrid", ["height=1.5"], ["build", "HyperGrid", "height"]),
+        ("{boom}:Env", [], ["cannot import", "RuntimeError: import boom"]),
     ],
-    ids=["raises", "invalid-option", "unknown-option", "wrong-type"],
+    ids=["raises", "invalid-option", "unknown-option", "wrong-type", "import-raises"],
 )
 def test_check_env_that_cannot_be_built(capsys, tmp_path, target, args, fragments):
     module = tmp_path / "exploding.py"
     module.write_text(BROKEN_CONSTRUCTOR)
-    argv = ["check-env", target.format(file=module)]
+    boom = tmp_path / "boom.py"
+    boom.write_text(RAISES_ON_IMPORT)
+    argv = ["check-env", target.format(file=module, boom=boom)]
     for pair in args:
         argv += ["--arg", pair]
     result = gflow(capsys, *argv)
-    assert_error(result, "check-env", "cannot build", *fragments)
+    assert_error(result, "check-env", *fragments)
     assert result[1] == ""
 
 
@@ -323,6 +330,13 @@ def _failing(error: BaseException):
         (ValueError("no"), 2, "gflow hv: error: no\n"),
         (IsADirectoryError(21, "Is a directory", "d"), 2, "gflow hv: error: d: is a directory\n"),
         (KeyboardInterrupt(), 130, "\ngflow hv: interrupted\n"),
+        (MemoryError(), 2, "gflow hv: error: out of memory; try smaller sizes or batches\n"),
+        (
+            RuntimeError("CUDA out of memory. Tried to allocate 2 GiB\nmore"),
+            2,
+            "gflow hv: error: out of memory (CUDA out of memory. Tried to allocate 2 GiB); "
+            "try smaller sizes or batches\n",
+        ),
     ],
 )
 def test_handler_exit_codes(capsys, monkeypatch, staircase, error, code, line):
@@ -344,9 +358,10 @@ def test_debug_shows_the_traceback(capsys, monkeypatch, staircase, how):
         main(argv)
 
 
-def test_bugs_keep_their_traceback(monkeypatch, staircase):
-    monkeypatch.setattr(hv_command, "run", _failing(ZeroDivisionError("a bug")))
-    with pytest.raises(ZeroDivisionError):
+@pytest.mark.parametrize("bug", [ZeroDivisionError("a bug"), RuntimeError("a bug")])
+def test_bugs_keep_their_traceback(monkeypatch, staircase, bug):
+    monkeypatch.setattr(hv_command, "run", _failing(bug))
+    with pytest.raises(type(bug), match="a bug"):
         main(["hv", str(staircase), "--ref", "0,0"])
 
 

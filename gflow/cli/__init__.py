@@ -119,6 +119,10 @@ def describe_error(err: BaseException) -> str:
             reason = "is a file, not a folder"
         target = f"{err.filename} -> {err.filename2}" if err.filename2 else f"{err.filename}"
         return one_line(f"{target}: {reason}")
+    if _out_of_memory(err):
+        first = next((line.strip() for line in str(err).splitlines() if line.strip()), "")
+        detail = f" ({first[:200]})" if first else ""
+        return one_line(f"out of memory{detail}; try smaller sizes or batches")
     text = str(err) or type(err).__name__
     if isinstance(err, KeyError):  # str(KeyError) is the quoted key alone
         text = f"missing {text}"
@@ -136,6 +140,12 @@ def output_folder(path: str | os.PathLike, option: str = "--out") -> Path:
     except OSError as err:
         raise UsageError(f"{option} {folder}: cannot create it: {describe_error(err)}") from None
     return folder
+
+
+def _out_of_memory(err: BaseException) -> bool:
+    """Whether `err` says memory ran out (torch raises RuntimeError, CUDA OutOfMemoryError)."""
+    text = str(err).lower()
+    return isinstance(err, MemoryError) or "out of memory" in text or "allocate memory" in text
 
 
 def _debug_env() -> bool:
@@ -174,8 +184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return INTERRUPTED
     except BrokenPipeError:
         return _quiet_broken_pipe()
-    except (GflowError, ValueError, OSError) as err:
-        if debug:
+    except (GflowError, ValueError, OSError, MemoryError, RuntimeError) as err:
+        if debug or (isinstance(err, RuntimeError) and not _out_of_memory(err)):
             raise
         sys.stdout.flush()
         sys.stderr.write(f"{prefix}: error: {describe_error(err)}\n")
