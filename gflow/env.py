@@ -71,9 +71,10 @@ class Env:
         """Apply legal backward actions, one per state, giving the parents."""
         raise NotImplementedError
 
-    def log_reward(self, states: States, cond: torch.Tensor | None = None) -> torch.Tensor:
-        """Float tensor (n,): log R(x) of terminal states, or log R(x | c) with one conditioning
-        row c per state (n, cond_dim) when the environment is `conditional`."""
+    def log_reward(self, states: States) -> torch.Tensor:
+        """Float tensor (n,): log R(x) of terminal states. A `conditional` environment takes one
+        conditioning row c per state too, `log_reward(states, cond)` with cond (n, cond_dim),
+        and returns log R(x | c) (`gflow.sampling.terminal_log_reward` passes them)."""
         raise NotImplementedError
 
     def featurize(self, states: States) -> torch.Tensor:
@@ -210,7 +211,9 @@ class EnvWrapper(Env):
         return self.env.backward_step(states, actions)
 
     def log_reward(self, states: States, cond: torch.Tensor | None = None) -> torch.Tensor:
-        return self.env.log_reward(states) if cond is None else self.env.log_reward(states, cond)
+        if cond is None:
+            return self.env.log_reward(states)
+        return self.env.log_reward(states, cond)  # type: ignore[call-arg]  # a conditional env
 
     def featurize(self, states: States) -> Any:
         return self.env.featurize(states)

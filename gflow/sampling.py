@@ -131,7 +131,7 @@ def terminal_log_reward(env: Env, states: States, cond: torch.Tensor | None) -> 
     elif cond is None:
         raise ValueError(f"{type(env).__name__} has a conditional reward: sample with cond rows")
     else:
-        log_reward = env.log_reward(states, cond)
+        log_reward = env.log_reward(states, cond)  # type: ignore[call-arg]  # conditional env
     check_log_reward(env, states, log_reward)
     return log_reward
 

@@ -72,7 +72,10 @@ def _add_environments(parser: Parser) -> None:
     """One sub-command per registered environment, with its, training and fine-tuning options."""
     from gflow.envs.registry import ENVIRONMENTS
 
-    envs = parser.add_subparsers(dest="env", required=True, metavar="ENV", parser_class=Parser)
+    parser_class: type[argparse.ArgumentParser] = Parser  # parents below are plain parsers
+    envs = parser.add_subparsers(
+        dest="env", required=True, metavar="ENV", parser_class=parser_class
+    )
     common = _training_options()
     for name, spec in ENVIRONMENTS.items():
         own = argparse.ArgumentParser(add_help=False)
