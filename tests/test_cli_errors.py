@@ -389,3 +389,9 @@ def test_ctrl_c_stops_a_long_exact_hypervolume_at_once(tmp_path):
     out, err = proc.communicate(timeout=30)
     assert time.monotonic() - sent < 5
     assert proc.returncode == 130 and out == "" and err.strip() == "gflow hv: interrupted"
+
+
+def test_diverged_training_is_one_line_exit_2(capsys, tmp_path):
+    result = gflow(capsys, "train", *TINY, "--lr", "1e30", "--steps", "20", *RUNTIME,
+                   "--out", tmp_path / "run")  # fmt: skip
+    assert_error(result, "train", "diverged", "lower learning rate")

@@ -4,10 +4,10 @@ Command modules import nothing heavy at module level (torch, rdkit, matplotlib l
 functions that run a command), and a subcommand with many options of its own fills its parser
 only when it is parsed (`populate=`), so `gflow --help` and light commands start fast.
 
-One handler in `main` turns every expected failure (GflowError, ValueError, OSError, an
-interrupt) into one line `gflow COMMAND: error: ...` and an exit status: 2 for bad input,
-1 for a check that ran and failed, 130 for Ctrl-C. `--debug` or GFLOW_DEBUG=1 shows the
-traceback instead.
+One handler in `main` turns every expected failure (GflowError, ValueError, OSError, a training
+that diverged (FloatingPointError), running out of memory, an interrupt) into one line
+`gflow COMMAND: error: ...` and an exit status: 2 for bad input or a failed run, 1 for a check
+that ran and failed, 130 for Ctrl-C. `--debug` or GFLOW_DEBUG=1 shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -184,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return INTERRUPTED
     except BrokenPipeError:
         return _quiet_broken_pipe()
-    except (GflowError, ValueError, OSError, MemoryError, RuntimeError) as err:
+    except (GflowError, ValueError, OSError, FloatingPointError, MemoryError, RuntimeError) as err:
         if debug or (isinstance(err, RuntimeError) and not _out_of_memory(err)):
             raise
         sys.stdout.flush()

@@ -5,7 +5,6 @@ marginal over outcomes, then the ordinary objective (`--objective`, default tb).
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -189,12 +188,8 @@ def run(args: argparse.Namespace) -> int:
     trainer = FinetuneTrainer(
         env, marginal, objective, config, options, env.featurize, candidates, info
     )
-    try:
-        resume = True if args.resume else None
-        m = start_or_resume(trainer, resume, args.quiet, restart=args.restart)
-    except FloatingPointError as err:
-        print(f"gflow finetune: error: {err}", file=sys.stderr)
-        return 1
+    resume = True if args.resume else None
+    m = start_or_resume(trainer, resume, args.quiet, restart=args.restart)
     extra = f", exact TV {m['exact_tv']:.4g}" if "exact_tv" in m else ""
     if m.get("top_k_reward") is not None:
         extra += f", top-{config.top_k} mean reward {m['top_k_reward']:.4g}"

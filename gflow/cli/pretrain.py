@@ -5,7 +5,6 @@ pre-training of an outcome-conditioned GFlowNet (OC-GFN); writes OUT/checkpoint.
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from gflow.cli import Parser, UsageError
@@ -101,12 +100,8 @@ def run(args: argparse.Namespace) -> int:
         "enumerate": enumerate_outcomes,
     }
     trainer = PretrainTrainer(env, policy, objective, config, options, info)
-    try:
-        resume = True if args.resume else None
-        m = start_or_resume(trainer, resume, args.quiet, restart=args.restart)
-    except FloatingPointError as err:
-        print(f"gflow pretrain: error: {err}", file=sys.stderr)
-        return 1
+    resume = True if args.resume else None
+    m = start_or_resume(trainer, resume, args.quiet, restart=args.restart)
     extra = ""
     if "exact_success" in m:
         extra = f", exact success {m['exact_success']:.4g} (min {m['exact_success_min']:.4g})"

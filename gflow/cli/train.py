@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
@@ -156,21 +155,17 @@ def run(args: argparse.Namespace) -> int:
     seed_everything(config.seed)
     env, info = env_from_args(args)
     policy = build_policy(env, model_from_args(args), config.device)
-    try:
-        resume = True if args.resume else None
-        m = train(
-            env,
-            policy,
-            objective,
-            config,
-            env_info=info,
-            quiet=args.quiet,
-            resume=resume,
-            restart=args.restart,
-        )
-    except FloatingPointError as err:
-        print(f"gflow train: error: {err}", file=sys.stderr)
-        return 1
+    resume = True if args.resume else None
+    m = train(
+        env,
+        policy,
+        objective,
+        config,
+        env_info=info,
+        quiet=args.quiet,
+        resume=resume,
+        restart=args.restart,
+    )
     extra = f", exact TV {m['exact_tv']:.4g}" if "exact_tv" in m else ""
     if m.get("top_k_reward") is not None:
         extra += f", top-{config.top_k} mean reward {m['top_k_reward']:.4g}"
