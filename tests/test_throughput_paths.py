@@ -104,6 +104,16 @@ def test_recorded_outputs_are_used_once_and_only_while_the_parameters_are_unchan
     assert torch.equal(score(env, policy, rollout).log_pf, score(env, policy, plain).log_pf)
 
 
+def test_subclasses_computing_outputs_differently_record_nothing():
+    class Doubled(MLPPolicy):
+        def forward_logits(self, features, cond=None):
+            return 2 * super().forward_logits(features, cond)
+
+    env = HyperGrid(2, 4)
+    assert small_policy(env).recorder() is not None
+    assert Doubled(env.feature_dim, env.n_actions, env.n_backward, hidden=8).recorder() is None
+
+
 def test_hypergrid_stop_leaves_a_state_unchanged_within_the_horizon():
     env = HyperGrid(3, 4)
     states = env.enumerate_states()

@@ -90,9 +90,12 @@ class MLPPolicy(Policy):
         head = self.forward_head
         return F.linear(self._hidden(features, cond), head.weight, head.bias)
 
-    def recorder(self) -> OutputRecorder:
+    def recorder(self) -> OutputRecorder | None:
         """Records the trunk's activations while sampling; scoring reuses them (see
-        `_TrunkRecorder`)."""
+        `_TrunkRecorder`). None for a subclass that computes its outputs differently."""
+        cls = type(self)
+        if (cls.forward, cls.forward_logits) != (MLPPolicy.forward, MLPPolicy.forward_logits):
+            return None
         return _TrunkRecorder(self)
 
     def log_z(self, cond: torch.Tensor | None, n: int) -> torch.Tensor:
