@@ -32,10 +32,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `hv` subcommand."""
     parser = subparsers.add_parser(
         "hv",
-        help="exact hypervolume of a set of points",
+        help="hypervolume of a set of points (exact, or a Monte-Carlo estimate)",
         description="Exact hypervolume of the points in FILE (CSV with an optional header, .npy "
         "or Parquet; one row per point, one column per objective). Prints the hypervolume as "
-        "the last line.",
+        "the last line. An exact computation estimated to take more than a few seconds (many "
+        "objectives: the cost grows like n^(d-2)) is announced on stderr first; Ctrl-C stops it "
+        "at once; --approx estimates the hypervolume instead.",
     )
     parser.add_argument("file", metavar="FILE", type=Path, help="CSV, .npy or .parquet file")
     parser.add_argument(
@@ -48,7 +50,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--minimize", action="store_true", help="minimize every objective (default: maximize)"
     )
     parser.add_argument(
-        "--json", action="store_true", help="print {hypervolume, n_points, n_pareto} as JSON"
+        "--json",
+        action="store_true",
+        help="print {hypervolume, n_points, n_pareto} as JSON (with --approx also method, ci95, "
+        "samples)",
     )
     parser.add_argument(
         "--plot", metavar="OUT", type=Path, help="draw the front (2 or 3 objectives) to OUT"
