@@ -395,3 +395,14 @@ def test_diverged_training_is_one_line_exit_2(capsys, tmp_path):
     result = gflow(capsys, "train", *TINY, "--lr", "1e30", "--steps", "20", *RUNTIME,
                    "--out", tmp_path / "run")  # fmt: skip
     assert_error(result, "train", "diverged", "lower learning rate")
+
+
+def test_a_reader_that_stops_early_gets_no_traceback(tmp_path):
+    path = tmp_path / "many.smi"
+    path.write_text("CCO\nc1ccccc1\n" * 20_000)
+    command = [sys.executable, "-m", "gflow", "score", "mw", str(path), "--batch-size", "64"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.readline() == b"smiles,score\n"
+    proc.stdout.close()  # as `| head -1` does
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 1 and err == ""

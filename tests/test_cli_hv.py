@@ -181,3 +181,17 @@ def test_slow_exact_computation_is_announced(hv, tmp_path: Path, monkeypatch) ->
 def test_quick_exact_computation_is_not_announced(hv, tmp_path: Path) -> None:
     status, _, err = hv(_sphere(tmp_path, 100, 4), "--ref", "0,0,0,0")
     assert status == 0 and err == ""
+
+
+def test_csv_with_a_byte_order_mark(hv, tmp_path: Path) -> None:
+    path = tmp_path / "excel.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + STAIRCASE_CSV.encode())
+    status, lines, _ = hv(path, "--ref", "0,0")
+    assert status == 0 and float(lines[-1]) == 6.0
+
+
+def test_csv_that_is_not_text(hv, tmp_path: Path) -> None:
+    path = tmp_path / "binary.csv"
+    path.write_bytes(b"1,3\n\xff\xfe\x00\x01\n")
+    status, lines, err = hv(path, "--ref", "0,0")
+    assert status == 2 and lines == [] and "is not UTF-8 text" in err

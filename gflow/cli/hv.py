@@ -97,7 +97,7 @@ def read_csv(path: Path) -> tuple[np.ndarray, list[str] | None]:
     header = None
     width = None
     line = 0
-    with path.open(newline="", encoding="utf-8") as handle:
+    with path.open(newline="", encoding="utf-8-sig") as handle:
         try:
             for line, cells in enumerate(csv.reader(handle), 1):
                 if not any(cell.strip() for cell in cells):
