@@ -15,8 +15,15 @@ import types
 from pathlib import Path
 
 import pytest
+from gflow.envs.registry import ENVIRONMENTS
 
+from gflow.bench import BENCHMARKS
 from gflow.cli import main
+from gflow.objectives import OBJECTIVES
+from gflow.policies.registry import POLICIES
+
+REGISTRIES = (ENVIRONMENTS, OBJECTIVES, POLICIES)
+"""What a page may add to (the architecture recipes do); restored after each page."""
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 SKIP = "<!-- docs-test: skip -->"
@@ -90,8 +97,22 @@ def test_skip_marker_and_fences():
     ]
 
 
+@pytest.fixture
+def registries():
+    """The registries as they were, put back after the test."""
+    saved = [dict(registry) for registry in REGISTRIES]
+    yield
+    for registry, before in zip(REGISTRIES, saved, strict=True):
+        registry.clear()
+        registry.update(before)
+    assert BENCHMARKS == BENCHMARKS_BEFORE
+
+
+BENCHMARKS_BEFORE = tuple(BENCHMARKS)
+
+
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.relative_to(DOCS).as_posix())
-def test_page_code_runs(page, tmp_path, monkeypatch):
+def test_page_code_runs(page, tmp_path, monkeypatch, registries):
     """Each runnable block of the page, in order, in one namespace, in a temporary folder."""
     monkeypatch.chdir(tmp_path)
     module = types.ModuleType("docs_page")
