@@ -135,8 +135,9 @@ def test_plot_target_that_cannot_be_written(capsys, tmp_path, afile, staircase, 
         (["score", "mw", "{dir}"], "input {dir} is a directory"),
         (["score", "seh", "{smi}", "--weights", "{dir}"], "--weights data file {dir} is a dir"),
         (["check-env", "{dir}/env.py:Env"], "is a directory"),
+        (["train", "frags", "--fragments", "{dir}", "--out", "{dir}/run"], "{dir} is a directory"),
     ],
-    ids=["hv", "score", "weights", "check-env"],
+    ids=["hv", "score", "weights", "check-env", "fragments"],
 )
 def test_directory_where_a_file_is_expected(capsys, tmp_path, argv, fragment):
     folder = tmp_path / "data"
@@ -406,3 +407,12 @@ def test_a_reader_that_stops_early_gets_no_traceback(tmp_path):
     proc.stdout.close()  # as `| head -1` does
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 1 and err == ""
+
+
+@pytest.mark.parametrize("content", [b"not json", b"\xd7\x00binary"])
+def test_fragments_file_that_is_not_json(capsys, tmp_path, content):
+    path = tmp_path / "fragments.json"
+    path.write_bytes(content)
+    argv = ["train", "frags", "--fragments", path, "--steps", "1", "--out", tmp_path / "run"]
+    assert_error(gflow(capsys, *argv), "train", f"{path} is not a JSON file of fragments")
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()

@@ -45,7 +45,10 @@ def load_fragments(path: str | os.PathLike | None = None) -> list[Fragment]:
     """Fragments from a JSON list of {"smiles": ..., "attach": [...]}; by default the 72-fragment
     vocabulary found by `find_data("seh/fragments_72.json")`."""
     source = find_data(FRAGMENTS_72, path)
-    entries = json.loads(Path(source).read_text())
+    try:
+        entries = json.loads(Path(source).read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{source} is not a JSON file of fragments: {err}") from None
     if not isinstance(entries, list) or not all(
         isinstance(e, dict)
         and isinstance(e.get("smiles"), str)
