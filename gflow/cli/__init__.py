@@ -41,6 +41,7 @@ COMMANDS = (
     "gflow.cli.score",
     "gflow.cli.pretrain",
     "gflow.cli.finetune",
+    "gflow.cli.export",
 )
 
 DEBUG_ENV_VAR = "GFLOW_DEBUG"
@@ -176,6 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     prefix = f"gflow {_command(argv)}".rstrip()
     try:
         args = build_parser().parse_args(argv)
+        args.argv = argv  # what `gflow train --nproc N` hands to its N processes
         return int(args.run(args) or 0)
     except KeyboardInterrupt:
         if debug:

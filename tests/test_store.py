@@ -1,0 +1,167 @@
+"""The sample store: every sampled object recorded once per step, resume without double counting,
+the oracle cache (each object evaluated once, across restarts), reward failures, unwritable
+paths and export."""
+
+import csv
+
+import pyarrow.parquet as pq
+import pytest
+import torch
+from gflow.envs.hypergrid import HyperGrid
+
+from gflow.checkpoint import seed_everything
+from gflow.cli import main
+from gflow.errors import UsageError
+from gflow.guards import RewardError
+from gflow.objectives import get_objective
+from gflow.pool import Oracle, evaluate_items
+from gflow.store import SampleStore, StoreCallback, export_store, object_keys
+from gflow.training import (
+    Callback,
+    ModelConfig,
+    TrainConfig,
+    Trainer,
+    build_policy,
+    start_or_resume,
+)
+
+ENV = HyperGrid(2, 4, r0=0.1)
+
+
+def grid_trainer(out=None, steps=6, checkpoint_every=0):
+    seed_everything(0)
+    config = TrainConfig(
+        steps=steps, batch_size=5, eval_every=0, log_every=1, out=out,
+        checkpoint_every=checkpoint_every,
+    )
+    return Trainer(ENV, build_policy(ENV, ModelConfig(hidden=16)), get_objective("tb"), config)
+
+
+class Batches(Callback):
+    """Keeps the objects and log rewards of each step's batch."""
+
+    def __init__(self):
+        self.rows = []
+
+    def after_step(self, trainer, loss, batch):
+        keys = object_keys(trainer.env, batch.terminal)
+        rewards = batch.log_reward.tolist()
+        self.rows += [(trainer.step, k, r) for k, r in zip(keys, rewards, strict=True)]
+
+
+def test_every_sample_is_recorded_with_its_step_and_reward(tmp_path):
+    store = SampleStore(tmp_path / "s.sqlite")
+    seen = Batches()
+    grid_trainer().run(quiet=True, callbacks=[StoreCallback(store), seen])
+    rows = store.samples()
+    assert len(rows) == store.count() == 6 * 5
+    got = [(r["step"], r["object"], r["log_reward"]) for r in rows]
+    assert got == [(s, k, pytest.approx(r, abs=1e-6)) for s, k, r in seen.rows]
+    assert {r["worker"] for r in rows} == {"learner"}
+
+
+class Crash(Callback):
+    def __init__(self, at):
+        self.at = at
+
+    def after_step(self, trainer, loss, batch):
+        if trainer.step == self.at:
+            raise KeyboardInterrupt
+
+
+def test_resume_rolls_back_the_steps_after_the_checkpoint(tmp_path):
+    path = tmp_path / "s.sqlite"
+    store = SampleStore(path)
+    trainer = grid_trainer(str(tmp_path / "run"), steps=8, checkpoint_every=3)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.run(quiet=True, callbacks=[StoreCallback(store), Crash(5)])
+    assert store.count() == 5 * 5  # steps 1-5 written; the checkpoint is at step 3
+    store.close()
+    store = SampleStore(path)
+    resumed = grid_trainer(str(tmp_path / "run"), steps=8, checkpoint_every=3)
+    start_or_resume(resumed, resume=True, quiet=True, callbacks=[StoreCallback(store)])
+    steps = [r["step"] for r in store.samples()]
+    assert len(steps) == 8 * 5
+    assert all(steps.count(s) == 5 for s in range(1, 9))
+
+
+def counting(calls):
+    def fn(items):
+        calls.extend(items)
+        return torch.tensor([float(len(x)) for x in items])
+
+    return fn
+
+
+def test_the_oracle_evaluates_each_object_once_across_restarts(tmp_path):
+    path = tmp_path / "s.sqlite"
+    calls = []
+    oracle = Oracle(counting(calls), SampleStore(path), key=str)
+    assert oracle(["aa", "b", "aa", "ccc"]).tolist() == [2, 1, 2, 3]
+    assert oracle(["b", "dddd"]).tolist() == [1, 4]
+    assert sorted(calls) == ["aa", "b", "ccc", "dddd"]  # duplicates and repeats not re-run
+    again = Oracle(counting(calls), SampleStore(path), key=str)  # a restarted run
+    assert again(["ccc", "aa", "eeeee"]).tolist() == [3, 2, 5]
+    assert sorted(calls) == ["aa", "b", "ccc", "dddd", "eeeee"]
+    assert again.store.oracle_count() == 5
+
+
+def picky(items):
+    if any(x.startswith("bad") for x in items):
+        raise ValueError(f"cannot score {[x for x in items if x.startswith('bad')][0]}")
+    return [1.0] * len(items)
+
+
+def test_a_reward_failing_on_one_object_gives_it_the_minimum_and_warns(capsys):
+    outcomes = evaluate_items(picky, ["ok", "bad1"])
+    assert outcomes == [(1.0, None), (None, "ValueError: cannot score bad1")]
+    oracle = Oracle(picky, key=str, fallback=1e-4)
+    assert oracle(["ok", "bad1", "fine"]).tolist() == pytest.approx([1.0, 1e-4, 1.0])
+    err = capsys.readouterr().err
+    assert "raised on bad1" in err and "minimum reward 0.0001" in err and "ok" not in err
+
+
+def test_a_reward_failing_on_everything_stops_after_n_in_a_row():
+    oracle = Oracle(picky, key=str, max_failures=3)
+    oracle(["bad1", "bad2", "ok"])  # two in a row, then a success: the count restarts
+    with pytest.raises(RewardError, match="failed on 3 objects in a row.*cannot score bad5"):
+        oracle(["bad3", "bad4", "bad5", "bad6"])
+
+
+def test_unwritable_store_is_a_one_line_error_before_training(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    for bad in ("/proc/samples.sqlite", str(tmp_path / "file" / "s.sqlite"), str(tmp_path)):
+        with pytest.raises(UsageError, match="--store"):
+            SampleStore(bad)
+    out = tmp_path / "run"
+    argv = ["train", "hypergrid", "--steps", "3", "--out", str(out), "--quiet"]
+    assert main(argv + ["--store", "/proc/samples.sqlite"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--store /proc/samples.sqlite: cannot write" in err
+    assert not (out / "metrics.json").exists()
+
+
+def test_export_csv_and_parquet(tmp_path):
+    path = tmp_path / "s.sqlite"
+    with SampleStore(path) as store:
+        components, preference = [[0.1, 0.2], [0.3, 0.4]], [[1, 0], [0, 1]]
+        store.add(1, ["x", "y"], [0.5, -1.0], components, [2.0, 4.0], preference)
+        store.add(2, ["x"], [0.5], worker="worker-1")
+        store.remember({"x": 7.0})
+    assert main(["export", str(path), "--format", "csv", "--out", str(tmp_path / "s.csv")]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "s.csv")))
+    assert [r["object"] for r in rows] == ["x", "y", "x"]
+    assert rows[1]["component_1"] == "0.4" and rows[0]["preference_0"] == "1"
+    assert rows[0]["temperature"] == "2" and rows[2]["worker"] == "worker-1"
+    assert [r["oracle"] for r in rows] == ["7", "", "7"]
+    assert export_store(path, tmp_path / "s.parquet", "parquet") == 3
+    table = pq.read_table(tmp_path / "s.parquet").to_pydict()
+    assert table["step"] == [1, 1, 2] and table["component_0"] == [0.1, 0.3, None]
+
+
+def test_gflow_train_records_samples_and_molecule_runs_default_to_a_store(tmp_path):
+    out = tmp_path / "run"
+    argv = ["train", "hypergrid", "--steps", "4", "--batch-size", "3", "--out", str(out)]
+    assert main(argv + ["--quiet", "--store", str(tmp_path / "g.sqlite")]) == 0
+    assert SampleStore(tmp_path / "g.sqlite").count() == 12
+    assert not (out / "samples.sqlite").exists()  # not a molecule run: no default store
