@@ -150,6 +150,9 @@ class Trainer:
         exact = env.is_enumerable() and not env.conditional
         self.graph = state_graph(self.target) if exact else None
         self.out = None if config.out is None else Path(config.out)
+        self.batch_size = config.batch_size
+        """Trajectories this process samples per step: the whole batch, or its share when
+        several processes train together (`gflow.distributed`)."""
         self.step = 0
         self.seconds = 0.0
         self.train_seconds = 0.0
@@ -161,10 +164,10 @@ class Trainer:
     def batch(self) -> Rollout:
         """One training batch: on-policy rollouts, plus replayed objects traced backward."""
         cfg, env = self.config, self.env
-        n_replay = int(cfg.batch_size * cfg.replay_fraction) if self.buffer is not None else 0
+        n_replay = int(self.batch_size * cfg.replay_fraction) if self.buffer is not None else 0
         if self.buffer is not None and len(self.buffer) < n_replay:
             n_replay = 0
-        n = cfg.batch_size - n_replay
+        n = self.batch_size - n_replay
         cond = env.conditioning.sample(n) if env.conditional else None
         online = sample_forward(
             env, self.policy, n, cond, cfg.temperature, cfg.epsilon, cfg.max_steps,
@@ -198,11 +201,21 @@ class Trainer:
         if not torch.isfinite(loss):
             raise at_step(loss_error(loss, batch.log_reward, self.policy, self.env), self.step + 1)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        self.backward(loss)
         self.optimizer.step()
         self.step += 1
         self.last_batch = batch
         return loss.detach()
+
+    def backward(self, loss: torch.Tensor) -> None:
+        """Fill the parameters' gradients from the loss (processes training together also
+        combine theirs here)."""
+        loss.backward()
+
+    def open_run(self, resume: bool | None, restart: bool) -> dict[str, Any] | None:
+        """Prepare the output folder and return the checkpoint to continue from, or None
+        (`gflow.checkpoint.open_run`)."""
+        return open_run(self.out, self.config.device, resume, restart)
 
     def object_stats(self) -> dict[str, float | int | None]:
         """`TopObjects.stats` of the sampled training rollouts so far; empty when not tracked."""
@@ -440,7 +453,7 @@ def start_or_resume(
     `True`: one must exist; `False`: start afresh), ending exactly where an uninterrupted run
     with the same seed would; `restart` first moves an existing output folder aside.
     """
-    state = open_run(trainer.out, trainer.config.device, resume, restart)
+    state = trainer.open_run(resume, restart)
     if state is not None:
         trainer.load_state_dict(state, source=f"{trainer.out}/{CHECKPOINT}")
         announce_resume(trainer.out, trainer.step, trainer.config.steps)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
 from gflow.cli import Parser
 from gflow.cli.envs import add_environment_parsers, env_from_args, env_label
+from gflow.errors import UsageError
 
 if TYPE_CHECKING:
     from gflow.objectives import Objective
@@ -86,6 +88,13 @@ def _training_options() -> argparse.ArgumentParser:
         action="store_true",
         help="move an existing OUT aside to OUT.old-DATE-TIME (deleting nothing), start afresh",
     )
+    g.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        help="train on N processes of this machine (data-parallel, torch.distributed; the "
+        "batch is split across them); the same as torchrun --nproc-per-node N -m gflow train",
+    )
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -143,11 +152,35 @@ def _fields_from(args: argparse.Namespace, kind: type) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Build the environment and policy, train, print a one-line summary."""
+    """Build the environment and policy, train, print a one-line summary; with --nproc N > 1
+    (outside torchrun) launch N processes that do it together (`gflow.distributed`)."""
+    from gflow import distributed
+
+    if not distributed.launched():
+        if args.nproc != 1:
+            distributed.launch(args.nproc, args.argv)
+            return 0
+        return _train(args, ranked=False)
+    world = int(os.environ["WORLD_SIZE"])
+    if args.nproc not in (1, world):
+        raise UsageError(f"--nproc {args.nproc} under torchrun with {world} processes: give one")
+    try:
+        return _train(args, ranked=True)
+    finally:
+        distributed.shutdown()
+
+
+def _train(args: argparse.Namespace, ranked: bool) -> int:
+    """Train in this process: alone, or as one rank of a torchrun group (`ranked`)."""
+    from gflow import distributed
     from gflow.checkpoint import seed_everything
-    from gflow.training import METRICS, build_policy, train
+    from gflow.training import METRICS, Trainer, build_policy, start_or_resume
 
     setup_runtime(args)
+    if ranked:
+        import torch
+
+        args.device = str(distributed.init(torch.device(args.device)))
     objective = objective_from_args(args)
     name = env_label(args)
     out = args.out or f"runs/{name}-{objective.name}-seed{args.seed}"
@@ -156,16 +189,12 @@ def run(args: argparse.Namespace) -> int:
     env, info = env_from_args(args)
     policy = build_policy(env, model_from_args(args), config.device)
     resume = True if args.resume else None
-    m = train(
-        env,
-        policy,
-        objective,
-        config,
-        env_info=info,
-        quiet=args.quiet,
-        resume=resume,
-        restart=args.restart,
-    )
+    kind = distributed.DistributedTrainer if ranked else Trainer
+    trainer = kind(env, policy, objective, config, info)
+    lead = not ranked or trainer.rank == 0
+    m = start_or_resume(trainer, resume, args.quiet or not lead, restart=args.restart)
+    if not lead:
+        return 0
     extra = f", exact TV {m['exact_tv']:.4g}" if "exact_tv" in m else ""
     if m.get("top_k_reward") is not None:
         extra += f", top-{config.top_k} mean reward {m['top_k_reward']:.4g}"

@@ -1,0 +1,215 @@
+"""Data-parallel training (gflow.distributed): the gradient summed over ranks equals one process's
+gradient of the whole batch for every objective and for conditional and graph policies; `gflow
+train --nproc 2` trains with only rank 0 writing, learns the exact target, and resumes after
+being killed; bad input is refused in one line."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from gflow.envs.graphs import GraphEnv
+from gflow.envs.hypergrid import HyperGrid
+
+from gflow.checkpoint import seed_everything
+from gflow.cli import main
+from gflow.conditioning import ConditionalEnv, Conditioning
+from gflow.distributed import (
+    STATE_FIELDS,
+    STEP_FIELDS,
+    DistributedTrainer,
+    batch_share,
+    rank_seed,
+)
+from gflow.errors import UsageError
+from gflow.objectives import OBJECTIVES, get_objective
+from gflow.replay import cat_rollouts
+from gflow.sampling import sample_forward
+from gflow.scoring import score
+from gflow.training import ModelConfig, TrainConfig, build_policy
+from gflow.trajectories import Trajectories
+
+MODEL = ModelConfig(hidden=16, learn_pb=True)
+CASES = [("grid", name, {}) for name in OBJECTIVES] + [
+    ("grid", "op-tb", {"op_pairwise": True}),
+    ("conditional", "tb", {}),
+    ("conditional", "subtb", {}),
+    ("graphs", "tb", {}),
+    ("graphs", "db", {}),
+]
+"""(environment, objective, its options): every registered objective, the pairwise order loss
+(which couples trajectories of different ranks), a conditional and a graph policy."""
+
+
+def case_env(kind):
+    """The environment of a gradient case."""
+    if kind == "grid":
+        return HyperGrid(2, 4, r0=0.1)
+    if kind == "conditional":
+        return ConditionalEnv(HyperGrid(2, 4, r0=0.1), Conditioning())
+    return GraphEnv(node_types=2, max_nodes=3)
+
+
+def rank_rollout(env, policy, rank):
+    """Rank `rank`'s fixed trajectories: uneven shares (3 and 5) of different lengths."""
+    seed_everything(100 + rank)
+    n = 3 + 2 * rank
+    cond = env.conditioning.sample(n) if env.conditional else None
+    return sample_forward(env, policy, n, cond, epsilon=0.3)
+
+
+def fresh_policy(env):
+    """The same initial policy in every process."""
+    seed_everything(0)
+    return build_policy(env, MODEL)
+
+
+def gradients(policy):
+    """Each parameter's gradient (None where it has none), by name."""
+    return {name: p.grad for name, p in policy.named_parameters()}
+
+
+def _gradient_worker(rank, world, init_file, out):
+    """One rank: the distributed loss and gradient of its share, for every case."""
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group(
+        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world
+    )
+    results = {}
+    for kind, name, options in CASES:
+        env = case_env(kind)
+        policy = fresh_policy(env)
+        config = TrainConfig(batch_size=8, top_k=0)
+        trainer = DistributedTrainer(env, policy, get_objective(name, **options), config)
+        loss = trainer.loss(rank_rollout(env, policy, rank))
+        trainer.backward(loss)
+        results[f"{kind}-{name}-{options}"] = (loss.detach(), gradients(policy))
+    torch.save(results, f"{out}.{rank}")
+    torch.distributed.destroy_process_group()
+
+
+@pytest.fixture(scope="module")
+def two_rank_gradients(tmp_path_factory):
+    """Each rank's loss and gradients per case (2 gloo processes)."""
+    folder = tmp_path_factory.mktemp("ddp")
+    mp.spawn(_gradient_worker, args=(2, folder / "init", folder / "grads"), nprocs=2)
+    return [torch.load(folder / f"grads.{rank}") for rank in range(2)]
+
+
+@pytest.mark.parametrize(("kind", "name", "options"), CASES)
+def test_summed_gradient_equals_the_whole_batch_gradient(two_rank_gradients, kind, name, options):
+    env = case_env(kind)
+    policy = fresh_policy(env)
+    objective = get_objective(name, **options)
+    whole = cat_rollouts(env, [rank_rollout(env, policy, rank) for rank in range(2)])
+    loss = objective.loss(score(env, policy, whole, objective.needs))
+    loss.backward()
+    expected = gradients(policy)
+    assert any(g is not None and g.abs().sum() > 0 for g in expected.values())
+    for rank_loss, grads in (results[f"{kind}-{name}-{options}"] for results in two_rank_gradients):
+        assert torch.allclose(rank_loss, loss.detach(), rtol=0, atol=1e-6), (rank_loss, loss)
+        assert grads.keys() == expected.keys()
+        for key, grad in expected.items():
+            if grad is None:
+                assert grads[key] is None, key
+            else:
+                assert torch.allclose(grads[key], grad, rtol=1e-5, atol=1e-6), key
+
+
+def test_every_trajectories_field_is_gathered_along_the_right_axes():
+    known = {"log_z", "log_reward", "lengths", "done", "cond", "log_stop_flow"}
+    known |= {"reward_components", *STEP_FIELDS, *STATE_FIELDS}
+    assert {f for f in Trajectories.__dataclass_fields__} == known
+
+
+def test_batch_shares_and_seeds():
+    assert [batch_share(7, rank, 3) for rank in range(3)] == [3, 2, 2]
+    assert sum(batch_share(16, rank, 2) for rank in range(2)) == 16
+    with pytest.raises(UsageError, match="--batch-size 1 is smaller than the 2 processes"):
+        batch_share(1, 0, 2)
+    seeds = {rank_seed(0, step, rank) for step in range(50) for rank in range(4)}
+    assert len(seeds) == 200 and rank_seed(0, 3, 1) == rank_seed(0, 3, 1)
+    assert rank_seed(-1, 0, 0) != rank_seed(0, 0, 0)
+
+
+def test_nproc_must_be_positive(capsys):
+    assert main(["train", "hypergrid", "--nproc", "0", "--out", "unused"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "gflow train: error: --nproc must be >= 1, got 0"
+
+
+def gflow_train(out, *extra, steps=300):
+    """The `gflow train` command line of a 2-process hypergrid run into `out`."""
+    args = ["--ndim", "2", "--height", "8", "--r0", "0.1", "--steps", str(steps)]
+    args += ["--batch-size", "32", "--lr", "3e-3", "--epsilon", "0.05", "--hidden", "64"]
+    args += ["--eval-every", "0", "--log-every", "10", "--quiet", "--out", str(out)]
+    return [sys.executable, "-m", "gflow", "train", "hypergrid", *args, "--nproc", "2", *extra]
+
+
+def test_two_processes_train_and_only_rank_0_writes(tmp_path):
+    cmd = gflow_train(tmp_path / "run", "--batch-size", "5", "--checkpoint-every", "5", steps=10)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("hypergrid tb: 10 steps") == 1, done.stdout
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
+        "checkpoint.pt",
+        "metrics.json",
+        "tb",
+    ]
+    assert len(list((tmp_path / "run" / "tb").iterdir())) == 1
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["steps"] == 10 and metrics["config"]["batch_size"] == 5
+
+
+def test_a_failing_rank_stops_the_run_in_one_line(tmp_path):
+    cmd = gflow_train(tmp_path / "run", "--batch-size", "1", steps=2)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert "gflow train: error: --batch-size 1 is smaller than the 2 processes" in lines[0]
+    assert lines[-1].startswith("gflow train: error: 2-process training failed: rank "), lines
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """Metrics of an uninterrupted 2-process run of 300 steps."""
+    out = tmp_path_factory.mktemp("ddp") / "run"
+    done = subprocess.run(gflow_train(out), capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr
+    return json.loads((out / "metrics.json").read_text())
+
+
+@pytest.mark.slow
+def test_two_processes_learn_the_exact_target(uninterrupted):
+    assert uninterrupted["exact_tv"] <= 0.05, uninterrupted["exact_tv"]
+
+
+@pytest.mark.slow
+def test_a_killed_two_process_run_resumes_where_it_would_have_been(tmp_path, uninterrupted):
+    out = tmp_path / "run"
+    cmd = gflow_train(out, "--checkpoint-every", "100")
+    run = subprocess.Popen(cmd, start_new_session=True, stderr=subprocess.DEVNULL)
+    checkpoint = out / "checkpoint.pt"
+    try:
+        while not checkpoint.exists():
+            assert run.poll() is None, "the run ended before its first checkpoint"
+            time.sleep(0.05)
+    finally:
+        os.killpg(run.pid, signal.SIGKILL)
+        run.wait()
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr
+    assert "resuming" in done.stderr
+    metrics = json.loads(Path(out / "metrics.json").read_text())
+    assert metrics["steps"] == 300
+    for key in ("final_loss", "exact_tv", "log_z_error"):
+        assert metrics[key] == uninterrupted[key], key
+    assert [e["loss"] for e in metrics["loss_history"]] == [
+        e["loss"] for e in uninterrupted["loss_history"]
+    ]
