@@ -31,6 +31,7 @@ class HyperGrid(Env):
         self.horizon = ndim * (height - 1) + 1
         self._unit = torch.eye(ndim + 1, ndim, dtype=torch.long, device=self.device)
         """Row i adds 1 to coordinate i; the last row, for stop, is zero."""
+        self._radix = height ** torch.arange(ndim, device=self.device)
 
     def initial(self, n: int) -> torch.Tensor:
         return torch.zeros(n, self.ndim, dtype=torch.long, device=self.device)
@@ -56,6 +57,9 @@ class HyperGrid(Env):
     def energy(self, states: torch.Tensor) -> torch.Tensor:
         return -self.log_reward(states)
 
+    def state_ids(self, states: torch.Tensor) -> torch.Tensor:
+        return (states * self._radix).sum(dim=1)
+
     def featurize(self, states: torch.Tensor) -> torch.Tensor:
         return self._one_hot[states].flatten(1)
 
@@ -64,5 +68,4 @@ class HyperGrid(Env):
         return torch.tensor(list(grid), dtype=torch.long, device=self.device)
 
     def keys(self, states: torch.Tensor) -> list[int]:
-        weights = self.height ** torch.arange(self.ndim, device=states.device)
-        return (states * weights).sum(dim=1).tolist()
+        return self.state_ids(states).tolist()

@@ -85,6 +85,12 @@ class Env:
         """Intermediate energy E(s) of any state, with E(x) = -log R(x) on terminal states."""
         raise NotImplementedError(f"{type(self).__name__} defines no intermediate energy")
 
+    def state_ids(self, states: States) -> torch.Tensor:
+        """(n,) long: one integer per state, equal exactly when the states are equal (a compact
+        integer encoding); declared by overriding, so that the sampler can evaluate the policy
+        once per distinct state of a large batch (`sample_forward(dedupe=True)`)."""
+        raise NotImplementedError(f"{type(self).__name__} declares no integer state ids")
+
     def reward_components(self, states: States) -> torch.Tensor:
         """Reward components (n, k) of terminal states, larger is better: the parts of a vector
         reward (multi-objective tasks scalarize them; order-preserving training compares them
@@ -159,6 +165,10 @@ class Env:
         """Whether `energy` is implemented."""
         return type(self).energy is not Env.energy
 
+    def has_state_ids(self) -> bool:
+        """Whether `state_ids` is implemented."""
+        return type(self).state_ids is not Env.state_ids
+
 
 class EnvWrapper(Env):
     """Another environment with some of its methods replaced (a reward transform, say):
@@ -221,6 +231,9 @@ class EnvWrapper(Env):
     def energy(self, states: States) -> torch.Tensor:
         return self.env.energy(states)
 
+    def state_ids(self, states: States) -> torch.Tensor:
+        return self.env.state_ids(states)
+
     def reward_components(self, states: States) -> torch.Tensor:
         return self.env.reward_components(states)
 
@@ -265,3 +278,6 @@ class EnvWrapper(Env):
 
     def has_energy(self) -> bool:
         return self.env.has_energy()
+
+    def has_state_ids(self) -> bool:
+        return self.env.has_state_ids()

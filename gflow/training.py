@@ -35,7 +35,7 @@ from gflow.policies.base import Policy
 from gflow.policies.registry import build_policy, restore_policy
 from gflow.replay import ReplayBuffer, cat_rollouts
 from gflow.run_config import RESUMABLE, ModelConfig, TrainConfig
-from gflow.sampling import Rollout, sample_backward, sample_forward
+from gflow.sampling import DEDUPE_BATCH, Rollout, sample_backward, sample_forward
 from gflow.scoring import score
 
 __all__ = [
@@ -173,6 +173,7 @@ class Trainer:
             env, self.policy, n, cond, cfg.temperature, cfg.epsilon, cfg.max_steps,
             keep_outputs=True,  # scoring reuses the sampling pass (issue 11)
             fixed_horizon=env.device.type == "cuda",  # no host sync while sampling (issue 11)
+            dedupe=n >= DEDUPE_BATCH,  # one policy pass per distinct state (issue 11)
         )
         if self.top is not None:
             self.top.add(online)

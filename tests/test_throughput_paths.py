@@ -51,14 +51,22 @@ def grads(policy: MLPPolicy) -> list[torch.Tensor]:
 
 @pytest.mark.parametrize("options", [{}, {"learn_pb": True}, {"cond_dim": 3}, {"layers": 3}])
 @pytest.mark.parametrize("max_steps", [None, 3])
-def test_scoring_from_recorded_outputs_equals_a_second_forward_pass(options, max_steps):
+@pytest.mark.parametrize("dedupe", [False, True])
+def test_scoring_from_recorded_outputs_equals_a_second_forward_pass(options, max_steps, dedupe):
     env = HyperGrid(3, 4)
     policy = small_policy(env, **options)
     cond = torch.randn(12, 3) if options.get("cond_dim") else None
     torch.manual_seed(3)
     rollout = sample_forward(env, policy, 12, cond, epsilon=0.2, max_steps=max_steps,
-                             keep_outputs=True)
+                             keep_outputs=True, dedupe=dedupe)
     assert rollout.recorded is not None
+    # distinct states are evaluated once when deduplicating (never with conditioning)
+    shared = dedupe and cond is None
+    assert (rollout.recorded.index is not None) == shared
+    if shared:
+        assert int(rollout.recorded.index.max()) + 1 < len(rollout.states)
+    if max_steps is None:
+        check_chains(env, rollout)
     rollout_plain = type(rollout)(**{**rollout.__dict__, "recorded": None})
     calls = []
     policy.register_forward_hook(lambda *_: calls.append(1))
@@ -82,6 +90,18 @@ def test_scoring_from_recorded_outputs_equals_a_second_forward_pass(options, max
     assert len(g_reused) == len(g_fresh) == len(list(policy.parameters()))
     for a, b in zip(g_reused, g_fresh, strict=True):
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_deduplicated_sampling_draws_from_the_same_logits():
+    env = HyperGrid(2, 4)
+    policy = small_policy(env, seed=7)
+    for seed in range(3):
+        torch.manual_seed(seed)
+        plain = sample_forward(env, policy, 300)
+        torch.manual_seed(seed)
+        shared = sample_forward(env, policy, 300, dedupe=True)
+        # the same logits up to float rounding: the same draws, bar a near-tie
+        assert (plain.actions == shared.actions).float().mean() > 0.99
 
 
 def test_recorded_outputs_are_used_once_and_only_while_the_parameters_are_unchanged():
