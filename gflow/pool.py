@@ -336,8 +336,12 @@ class RayPool:
             raise ValueError(f"workers must be >= 1, got {workers}")
         if timeout <= 0 or retries < 0:
             raise ValueError(f"need timeout > 0 and retries >= 0, got {timeout}, {retries}")
-        import ray
-
+        try:
+            import ray
+        except ImportError:
+            raise UsageError(
+                "a worker pool (--workers, --ray-address) needs Ray: pip install 'gflow[ray]'"
+            ) from None
         self.ray, self.timeout, self.retries = ray, timeout, retries
         self.started = _start_ray(ray, workers, address)
         _pickle_plugins_by_value(ray)
@@ -490,6 +494,15 @@ class PoolTrainer(Trainer):
         self.wait_seconds = 0.0
         """Seconds the learner waited for the pool (sampling and oracle not hidden)."""
 
+    def run(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """`Trainer.run`; then the oracle evaluations still under way for the batch ahead are
+        waited for, so that their paid-for results reach the cache (and the store)."""
+        metrics = super().run(*args, **kwargs)
+        if self.oracle is not None and self.ahead is not None:
+            self.oracle.wait(self.ahead[1])
+            self.ahead = None
+        return metrics
+
     def _refresh(self) -> None:
         """Publish the learner's weights when the workers' copy is `refresh_every` old."""
         if self.version < 0 or self.step - self.version >= self.refresh_every:
@@ -547,7 +560,7 @@ class PoolTrainer(Trainer):
         """This step's batch with its rewards, whose evaluation started a step earlier; then
         the next batch (sampled a step earlier) goes to the oracle and one more is sampled."""
         if self.ahead is None:
-            self.ahead = self._evaluate(oracle, self.queue.pop(0)[0] if self.queue else None)
+            self.ahead = self._stage(oracle, self.queue.pop(0)[0] if self.queue else None)
             self.queue.append(self._submit())
         rollout, pending, workers = self.ahead
         start = time.perf_counter()
@@ -558,12 +571,12 @@ class PoolTrainer(Trainer):
             cond = None if rollout.cond is None else rollout.cond[done]
             states = self.env.select(rollout.terminal, done)
             rollout.log_reward[done] = terminal_log_reward(self.env, states, cond).float()
-        self.ahead = self._evaluate(oracle, self.queue.pop(0)[0])
+        self.ahead = self._stage(oracle, self.queue.pop(0)[0])
         self.queue.append(self._submit())
         self.workers_of = workers
         return rollout
 
-    def _evaluate(
+    def _stage(
         self, oracle: Oracle, tasks: list[Task] | None
     ) -> tuple[Rollout, Pending, list[str]]:
         """A submitted batch's rollouts (sampled with placeholder rewards) and the oracle's
