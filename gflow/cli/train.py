@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from gflow.cli import Parser
 from gflow.cli.envs import add_environment_parsers, env_from_args, env_label
+from gflow.cli.pool import Session, add_pool_options
 from gflow.errors import UsageError
 
 if TYPE_CHECKING:
@@ -96,6 +97,7 @@ def _training_options() -> argparse.ArgumentParser:
         "batch is split across them); the same as torchrun --nproc-per-node N -m gflow train",
     )
     g.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_pool_options(p)
     return p
 
 
@@ -190,9 +192,15 @@ def _train(args: argparse.Namespace, ranked: bool) -> int:
     policy = build_policy(env, model_from_args(args), config.device)
     resume = True if args.resume else None
     kind = distributed.DistributedTrainer if ranked else Trainer
-    trainer = kind(env, policy, objective, config, info)
-    lead = not ranked or trainer.rank == 0
-    m = start_or_resume(trainer, resume, args.quiet or not lead, restart=args.restart)
+    session = Session(args, env, out, lead=not ranked or os.environ.get("RANK") == "0")
+    try:
+        trainer = session.trainer(kind, env, policy, objective, config, info)
+        lead = not ranked or trainer.rank == 0
+        quiet = args.quiet or not lead
+        callbacks = session.callbacks
+        m = start_or_resume(trainer, resume, quiet, callbacks=callbacks, restart=args.restart)
+    finally:
+        session.close()
     if not lead:
         return 0
     extra = f", exact TV {m['exact_tv']:.4g}" if "exact_tv" in m else ""
