@@ -69,8 +69,9 @@ STATE_FIELDS = (
     "backward_kl",
 )
 """Trajectories fields indexed (B, T+1) by flow position; every other field is (B, ...)."""
-TIMEOUT = timedelta(minutes=10)
-"""How long a rank waits for the others in a collective before failing."""
+TIMEOUT = timedelta(minutes=30)
+"""How long a rank waits for the others in a collective before failing (rank 0's evaluations
+and checkpoints happen while the others wait)."""
 
 
 class LaunchError(GflowError):
@@ -86,7 +87,13 @@ def init(device: torch.device) -> torch.device:
     """Join the process group torchrun set up (`nccl` for CUDA, `gloo` otherwise) and return
     this rank's device (`cuda:LOCAL_RANK` on CUDA)."""
     if device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        if local >= torch.cuda.device_count():
+            raise UsageError(
+                f"process {local} of this machine needs GPU {local}, but only "
+                f"{torch.cuda.device_count()} are visible: use fewer processes or --device cpu"
+            )
+        device = torch.device("cuda", local)
         torch.cuda.set_device(device)
     if not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
@@ -243,6 +250,7 @@ def launch(nproc: int, argv: Sequence[str]) -> None:
     """Run `python -m gflow ARGV` on `nproc` processes on this machine with torch's launcher
     (what `torchrun --standalone --nproc-per-node NPROC -m gflow ARGV` does); LaunchError
     naming the failed ranks when any worker fails."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
@@ -268,3 +276,5 @@ def launch(nproc: int, argv: Sequence[str]) -> None:
             for rank, failure in sorted(err.failures.items())
         )
         raise LaunchError(f"{nproc}-process training failed: {failed}") from None
+    except SignalException as err:  # Ctrl-C or a kill reaching the launcher: workers stopped
+        raise KeyboardInterrupt from err

@@ -149,7 +149,7 @@ def gflow_train(out, *extra, steps=300):
     args = ["--ndim", "2", "--height", "8", "--r0", "0.1", "--steps", str(steps)]
     args += ["--batch-size", "32", "--lr", "3e-3", "--epsilon", "0.05", "--hidden", "64"]
     args += ["--eval-every", "0", "--log-every", "10", "--quiet", "--out", str(out)]
-    return [sys.executable, "-m", "gflow", "train", "hypergrid", *args, "--nproc", "2", *extra]
+    return [sys.executable, "-m", "gflow", "train", "hypergrid", *args, *extra, "--nproc", "2"]
 
 
 def test_two_processes_train_and_only_rank_0_writes(tmp_path):
@@ -165,6 +165,12 @@ def test_two_processes_train_and_only_rank_0_writes(tmp_path):
     assert len(list((tmp_path / "run" / "tb").iterdir())) == 1
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["steps"] == 10 and metrics["config"]["batch_size"] == 5
+    # the 2-process checkpoint continues in one process (any number of processes may resume)
+    argv = gflow_train(tmp_path / "run", "--batch-size", "5", "--checkpoint-every", "5", steps=20)
+    assert main(argv[3:-2]) == 0
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["steps"] == 20
+    assert [entry["step"] for entry in metrics["loss_history"]] == [10, 20]
 
 
 def test_a_failing_rank_stops_the_run_in_one_line(tmp_path):
