@@ -53,6 +53,7 @@ __all__ = [
     "init",
     "launch",
     "launched",
+    "rank",
     "rank_seed",
     "shutdown",
 ]
@@ -99,6 +100,11 @@ def init(device: torch.device) -> torch.device:
         backend = "nccl" if device.type == "cuda" else "gloo"
         dist.init_process_group(backend, timeout=TIMEOUT)
     return device
+
+
+def rank() -> int:
+    """This process's rank in the process group (0 outside one)."""
+    return dist.get_rank() if dist.is_initialized() else 0
 
 
 def shutdown() -> None:

@@ -192,10 +192,10 @@ def _train(args: argparse.Namespace, ranked: bool) -> int:
     policy = build_policy(env, model_from_args(args), config.device)
     resume = True if args.resume else None
     kind = distributed.DistributedTrainer if ranked else Trainer
-    session = Session(args, env, out, lead=not ranked or os.environ.get("RANK") == "0")
+    lead = not ranked or distributed.rank() == 0
+    session = Session(args, env, out, lead=lead)
     try:
         trainer = session.trainer(kind, env, policy, objective, config, info)
-        lead = not ranked or trainer.rank == 0
         quiet = args.quiet or not lead
         callbacks = session.callbacks
         m = start_or_resume(trainer, resume, quiet, callbacks=callbacks, restart=args.restart)
