@@ -376,8 +376,10 @@ class Trainer:
                     if saving:
                         self._save(callbacks)
                     overhead += time.perf_counter() - paused
-                if until is not None and until(self):
-                    break
+                if until is not None:
+                    clock()
+                    if until(self):
+                        break
             clock()
             if loss is not None:
                 self.last_loss = float(loss)

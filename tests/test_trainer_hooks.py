@@ -70,6 +70,13 @@ def test_until_stops_the_run_and_it_still_evaluates_and_saves(tmp_path):
     assert (tmp_path / "checkpoint.pt").is_file()
 
 
+def test_until_sees_the_training_clock_of_the_step_just_taken():
+    """A time budget stops at the first step past it, even between logging steps."""
+    config = TrainConfig(steps=50, batch_size=4, eval_every=0, log_every=1000)
+    metrics = trainer(config).run(quiet=True, until=lambda t: t.train_seconds > 0)
+    assert metrics["steps"] == 1
+
+
 def test_overridden_batch_loss_and_evaluate_are_used():
     class Custom(Trainer):
         batches = losses = 0
