@@ -81,6 +81,9 @@ def parse_args() -> argparse.Namespace:
         help="reuse an earlier peer run folder (its results.json and log) instead of training "
         "the peer again; recorded as reused",
     )
+    p.add_argument("--gflow-run", type=Path, default=None,
+                   help="reuse a finished gflow run folder, no new training")  # fmt: skip
+    p.add_argument("--note", default=None, help="how the sides were run, kept in the results")
     p.add_argument("--work", type=Path, default=None, help="run folders (default: a temp dir)")
     p.add_argument("--results", type=Path, default=RESULTS_DIR / "seh_frag.json")
     peer_side.add_arguments(p)
@@ -144,7 +147,10 @@ def _entry(log: MoleculeLog, step: int, seconds: float) -> dict[str, Any]:
 def gflow_side(
     args: argparse.Namespace, out: Path, budget: float | None
 ) -> tuple[dict[str, Any], dict[str, list]]:
-    """Train `gflow bench seh-frag` at the benchmark's settings (up to `budget` seconds)."""
+    """Train `gflow bench seh-frag` at the benchmark's settings (up to `budget` seconds), or
+    read the run --gflow-run names."""
+    if args.gflow_run is not None:
+        return json.loads((args.gflow_run / "results.json").read_text()), {}
     steps = args.steps if budget is None else max(args.steps, 1_000_000)
     command = [
         "bench", "seh-frag", "--steps", str(steps), "--batch-size", str(args.batch_size),
@@ -250,6 +256,8 @@ def main() -> None:
             "peer_seconds_axis": "the peer's own per-step timer, scaled to its measured wall "
             "time",
         },
+        "note": args.note,
+        "gflow_reused_from": None if args.gflow_run is None else str(args.gflow_run),
         "machine": machine(args.threads),
         "comparison": first["comparison"],
         "median_over_rounds": median_summary(rounds),

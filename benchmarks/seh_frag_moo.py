@@ -65,6 +65,9 @@ def parse_args() -> argparse.Namespace:
                    help="gflow's training budget (default: the peer's wall time)")  # fmt: skip
     p.add_argument("--peer-run", type=Path, default=None,
                    help="reuse a finished peer run folder, no new training")  # fmt: skip
+    p.add_argument("--gflow-run", type=Path, default=None,
+                   help="reuse a finished gflow run folder, no new training")  # fmt: skip
+    p.add_argument("--note", default=None, help="how the sides were run, kept in the results")
     p.add_argument("--work", type=Path, default=None, help="run folders (default: a temp dir)")
     p.add_argument("--results", type=Path, default=RESULTS_DIR / "seh_frag_moo.json")
     peer_side.add_arguments(p)
@@ -134,13 +137,18 @@ def gflow_figures(
     """Train gflow at the benchmark's settings (up to `budget` seconds), then score what it
     generated as the peer's side is scored."""
     steps = args.steps if budget is None else max(args.steps, 1_000_000)
+    if args.gflow_run is not None:
+        out = args.gflow_run
     command = [
         "bench", "seh-frag-moo", "--objectives", "seh,qed", "--steps", str(steps),
         "--batch-size", str(args.batch_size), "--seed", str(args.seed), "--threads",
         str(args.threads), "--eval-every", "0", "--samples", "16", "--max-seconds",
         str(budget or 0),
     ]  # fmt: skip
-    results, load = run_gflow(command, out)
+    if args.gflow_run is None:
+        results, load = run_gflow(command, out)
+    else:
+        results, load = json.loads((out / "results.json").read_text()), {}
     generated = json.loads((out / GENERATED).read_text())
     seconds = [g["seconds"] for g in generated]
     curve, front = hypervolume_curve([g["smiles"] for g in generated], seconds, proxy,
@@ -238,6 +246,8 @@ def main() -> None:
             "peer_seconds_axis": "the peer's own per-step timer, scaled to its wall time",
             "gflow_seconds_axis": "training seconds when each batch was scored",
         },
+        "note": args.note,
+        "gflow_reused_from": None if args.gflow_run is None else str(args.gflow_run),
         "machine": machine(args.threads),
         "comparison": comparison,
         "gflow": ours,
