@@ -8,6 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 from gflow.envs.hypergrid import HyperGrid
+from rdkit import Chem
 
 from gflow.checkpoint import seed_everything
 from gflow.cli import main
@@ -165,3 +166,19 @@ def test_gflow_train_records_samples_and_molecule_runs_default_to_a_store(tmp_pa
     assert main(argv + ["--quiet", "--store", str(tmp_path / "g.sqlite")]) == 0
     assert SampleStore(tmp_path / "g.sqlite").count() == 12
     assert not (out / "samples.sqlite").exists()  # not a molecule run: no default store
+
+
+def test_the_fragment_benchmark_records_every_molecule_with_its_raw_score(tmp_path):
+    from gflow.bench.seh_frag import SEHFragConfig, train_fragments
+
+    def atoms(mols):
+        return torch.tensor([float(m.GetNumAtoms()) for m in mols])
+
+    config = SEHFragConfig(steps=3, batch_size=4, hidden=16, layers=1, heads=2, log_every=1)
+    with SampleStore(tmp_path / "s.sqlite") as store:
+        summary, log = train_fragments(config, atoms, lambda raw: raw.clamp(min=1e-4), store=store)
+        rows = store.samples()
+    assert len(rows) == summary["trajectories"] == 12
+    assert {r["object"] for r in rows} == set(log.smiles)
+    assert all(r["components"][0] == Chem.MolFromSmiles(r["object"]).GetNumAtoms() for r in rows)
+    assert all(0.5 <= r["temperature"] <= 32 for r in rows)  # beta ~ U[0.5, 32]

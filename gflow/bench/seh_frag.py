@@ -39,6 +39,7 @@ from gflow.envs.rewards import SEHProxy, seh_reward
 from gflow.metrics.diversity import mean_pairwise_distance, morgan_fingerprints
 from gflow.objectives import get_objective
 from gflow.run_config import check_at_least
+from gflow.store import Components, SampleStore, StoreCallback
 from gflow.training import Callback, ModelConfig, TrainConfig, Trainer, build_policy
 
 NAME = "seh-frag"
@@ -303,17 +304,20 @@ def train_fragments(
     transform: Callable[[torch.Tensor], torch.Tensor],
     fragments: Sequence[Fragment] | str | None = None,
     progress: Progress | None = None,
+    store: SampleStore | None = None,
 ) -> tuple[dict[str, Any], MoleculeLog]:
     """Train on the fragment environment with reward transform(score(mol)) ** beta; the run's
     summary (throughput, rewards, modes, history) and the log of generated molecules. With
-    `config.max_seconds` it stops at the first step that ends past that many seconds."""
+    `config.max_seconds` it stops at the first step that ends past that many seconds. With a
+    `store`, every generated molecule is recorded there too (its raw score the component)."""
     seed_everything(config.seed)
     reward = RecordingReward(score, transform)
     trainer = build_trainer(config, reward, fragments)
     log = MoleculeLog(transform, config.mode_threshold, config.mode_similarity)
     cpu_start = time.process_time()
     watch = MoleculeProgress(config, reward, log, progress)
-    trainer.run(quiet=True, until=lambda _: watch.out_of_time, callbacks=[watch])
+    recorders = [] if store is None else [StoreCallback(store, _raw_scores(reward))]
+    trainer.run(quiet=True, until=lambda _: watch.out_of_time, callbacks=[*recorders, watch])
     step, start, step_rewards, history = trainer.step, watch.start, watch.rewards, watch.history
     seconds = time.perf_counter() - start
     cpu_seconds = time.process_time() - cpu_start
@@ -339,6 +343,17 @@ def train_fragments(
         "step_rewards": step_rewards,
     }
     return summary, log
+
+
+def _raw_scores(reward: RecordingReward) -> Components:
+    """The store's reward components: the raw scores of the step's molecules, one column."""
+
+    def components(trainer: Trainer, batch: Any, states: Any) -> torch.Tensor | None:
+        scored = [raw for _, raw in reward.pending]
+        raw = torch.cat(scored) if scored else torch.zeros(0)
+        return raw[:, None] if len(raw) == trainer.env.size(states) else None
+
+    return components
 
 
 def save_reward_plot(
@@ -415,6 +430,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "batched function of RDKit molecules returning non-negative rewards (floored at 1e-4)",
     )
     parser.add_argument("--fragments", default=None, help="fragment vocabulary JSON")
+    parser.add_argument(
+        "--store", default=None, help="sample store (SQLite; default OUT/samples.sqlite)"
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> SEHFragConfig:
@@ -468,9 +486,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         f"{config.device} (torch threads: {torch.get_num_threads()}), graph transformer "
         f"{config.layers}x{config.hidden}, beta ~ {config.beta}\n"
     )
-    summary, log = train_fragments(
-        config, score, transform, args.fragments, print_progress(config.steps)
-    )
+    store = SampleStore(args.store or out / "samples.sqlite")
+    try:
+        summary, log = train_fragments(
+            config, score, transform, args.fragments, print_progress(config.steps), store
+        )
+    finally:
+        store.close()
     results = {
         "benchmark": NAME,
         "config": asdict(config),
