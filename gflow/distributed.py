@@ -22,6 +22,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import random
 import sys
 import uuid
 from collections.abc import Iterable, Sequence
@@ -33,7 +34,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from gflow.checkpoint import open_run, seed_everything
+from gflow.checkpoint import open_run
 from gflow.env import Env
 from gflow.errors import GflowError, UsageError
 from gflow.objectives import Loss, Objective
@@ -55,6 +56,7 @@ __all__ = [
     "launched",
     "rank",
     "rank_seed",
+    "reseed",
     "shutdown",
 ]
 
@@ -129,6 +131,18 @@ def rank_seed(seed: int, step: int, rank: int) -> int:
     (numpy's SeedSequence), so streams of different ranks and steps do not overlap."""
     entropy = [seed % 2**64, step, rank]
     return int(np.random.SeedSequence(entropy).generate_state(1, np.uint32)[0])
+
+
+def reseed(seed: int, step: int, rank: int) -> None:
+    """Seed this rank's generators for step `step + 1` with `rank_seed`: torch's CPU generator
+    and, where CUDA is in use, the current GPU's, numpy's and Python's global ones
+    (`torch.manual_seed` would also visit every device backend, 0.4 ms a step on a CPU)."""
+    value = rank_seed(seed, step, rank)
+    random.seed(value)
+    np.random.seed(value)
+    torch.default_generator.manual_seed(value)
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.manual_seed(value)
 
 
 def _pad(value: torch.Tensor, rows: int, width: int | None) -> torch.Tensor:
@@ -212,7 +226,7 @@ class DistributedTrainer(Trainer):
 
     def batch(self) -> Rollout:
         """This rank's share of the batch, from its (seed, step, rank) stream."""
-        seed_everything(rank_seed(self.config.seed, self.step, self.rank))
+        reseed(self.config.seed, self.step, self.rank)
         return super().batch()
 
     def loss(self, batch: Rollout) -> torch.Tensor:

@@ -5,12 +5,14 @@ being killed; bad input is refused in one line."""
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
@@ -26,6 +28,7 @@ from gflow.distributed import (
     DistributedTrainer,
     batch_share,
     rank_seed,
+    reseed,
 )
 from gflow.errors import UsageError
 from gflow.objectives import OBJECTIVES, get_objective
@@ -136,6 +139,11 @@ def test_batch_shares_and_seeds():
     seeds = {rank_seed(0, step, rank) for step in range(50) for rank in range(4)}
     assert len(seeds) == 200 and rank_seed(0, 3, 1) == rank_seed(0, 3, 1)
     assert rank_seed(-1, 0, 0) != rank_seed(0, 0, 0)
+    draws = []
+    for rank in (0, 1, 0):
+        reseed(0, 3, rank)
+        draws.append((torch.rand(3).tolist(), np.random.rand(), random.random()))
+    assert draws[0] == draws[2] and all(a != b for a, b in zip(draws[0], draws[1], strict=True))
 
 
 def test_nproc_must_be_positive(capsys):
