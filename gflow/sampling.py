@@ -87,18 +87,48 @@ def masked_log_softmax(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor
     return torch.where(mask.any(dim=-1, keepdim=True), out, torch.zeros_like(out))
 
 
-def _race(
+INVERSE_CDF_WIDTH = 1024
+"""Rows with more actions than this are drawn by inverse CDF (one uniform per row) rather than
+the exponential race (one exponential per action, which dominates on wide layouts such as the
+6,931 fragment actions)."""
+
+
+def _policy_probs(
     logits: torch.Tensor, mask: torch.Tensor, temperature: float, epsilon: float
 ) -> torch.Tensor:
-    """p_i / E_i with p the masked, tempered, epsilon-mixed policy and E_i ~ Exp(1): its argmax
-    is a draw from p."""
+    """The masked, tempered, epsilon-mixed policy p."""
     if temperature != 1.0:
         logits = logits / temperature
     probs = torch.where(mask, logits, float("-inf")).softmax(dim=-1)
     if epsilon > 0:
         uniform = mask / mask.sum(dim=-1, keepdim=True)
         probs = (1 - epsilon) * probs + epsilon * uniform
+    return probs
+
+
+def _race(
+    logits: torch.Tensor, mask: torch.Tensor, temperature: float, epsilon: float
+) -> torch.Tensor:
+    """p_i / E_i with p the masked, tempered, epsilon-mixed policy and E_i ~ Exp(1): its argmax
+    is a draw from p."""
+    probs = _policy_probs(logits, mask, temperature, epsilon)
     return probs.div_(torch.empty_like(probs).exponential_())
+
+
+def _inverse_cdf(
+    logits: torch.Tensor, mask: torch.Tensor, temperature: float, epsilon: float, output: str
+) -> torch.Tensor:
+    """A draw from p by inverse CDF: the first action whose cumulative probability exceeds
+    U * total, U ~ U[0, 1); only actions with p > 0 can be drawn (a rounding overshoot past the
+    end takes the last legal action)."""
+    cdf = _policy_probs(logits, mask, temperature, epsilon).cumsum(dim=-1)
+    total = cdf[:, -1:]
+    if math.isnan(float(total.sum())):
+        error = logits_error(logits, mask, output)
+        raise error if error is not None else LogitsError(f"the {output} give NaN probabilities")
+    drawn = torch.searchsorted(cdf, torch.rand_like(total) * total, right=True).squeeze(1)
+    last = mask.shape[-1] - 1 - mask.flip(-1).int().argmax(dim=-1)
+    return torch.minimum(drawn, last)
 
 
 def sample_actions(
@@ -114,8 +144,11 @@ def sample_actions(
     race, argmax_i p_i / E_i with E_i ~ Exp(1), which picks i with probability p_i: the draw
     `torch.multinomial(probs, 1)` makes, without its per-call validation passes. A masked action
     is never drawn: NaN or +inf logits at a legal action raise `gflow.guards.LogitsError` naming
-    `output` (one NaN test per call: the race's sum, NaN exactly when an entry is).
+    `output` (one NaN test per call: the race's sum, NaN exactly when an entry is). Rows wider
+    than `INVERSE_CDF_WIDTH` are drawn by inverse CDF instead (the same distribution).
     """
+    if mask.shape[-1] > INVERSE_CDF_WIDTH:
+        return _inverse_cdf(logits, mask, temperature, epsilon, output)
     race = _race(logits, mask, temperature, epsilon)
     if math.isnan(float(race.sum())):
         error = logits_error(logits, mask, output)
