@@ -5,7 +5,8 @@ trained in-process against 1 and 2 Ray workers, interleaved rounds, one torch th
 load average recorded; the pipelining measured (how much of the learner's time hides behind the
 oracle's); the cost of each stage (sampling, reward, loss, weight broadcast); optionally the
 learner's RSS at steps 200 and 2,000 (--rss); and a simulation from the measured costs of 8 GPUs
-with 256 oracle workers. Writes benchmarks/results/scaling.json.
+with 256 oracle workers. Writes benchmarks/results/scaling.json. DDP (1 against 2 processes on
+hypergrid, the all-reduce's cost) is measured by benchmarks/ddp_scaling.py.
 
     .venv/bin/python benchmarks/scaling.py                 # about 5 minutes
     .venv/bin/python benchmarks/scaling.py --rss 2000      # plus the memory run (long)
