@@ -11,6 +11,7 @@ from gflow.errors import UsageError
 
 if TYPE_CHECKING:
     from gflow.env import Env
+    from gflow.pool import RayPool
     from gflow.training import Callback, Trainer
 
 STORE_NAME = "samples.sqlite"
@@ -70,6 +71,8 @@ class Session:
     """The store, oracle and pool a run asked for: opened before training (a store that
     cannot be written fails here), the trainer built on them, closed at the end."""
 
+    pool: RayPool | None
+
     def __init__(self, args: argparse.Namespace, env: Env, out: str | Path, lead: bool = True):
         from gflow.pool import Oracle, install_oracle
         from gflow.store import SampleStore
@@ -102,14 +105,15 @@ class Session:
 
         args = self.args
         fn = None if self.oracle is None else self.oracle.fn
-        self.pool = RayPool(
+        pool = RayPool(
             env, policy, args.workers or None, args.ray_address, fn, args.oracle_timeout,
             args.retries,
         )
+        self.pool = pool
         if self.oracle is not None:
-            self.oracle.pool = self.pool
+            self.oracle.pool = pool
         objective, config, info = rest
-        return PoolTrainer(env, policy, objective, config, self.pool, args.refresh_every, info)
+        return PoolTrainer(env, policy, objective, config, pool, args.refresh_every, info)
 
     @property
     def callbacks(self) -> list[Callback]:
