@@ -203,33 +203,38 @@ class Oracle:
     def _record(
         self, keys: list[str], outcomes: list[Outcome], seconds: float, worker: str
     ) -> None:
-        """Cache the results, warn about failures, stop after too many in a row."""
+        """Cache the results (the good ones in the store too), warn about failures, and stop
+        after `max_failures` in a row (the good results of the batch are kept first)."""
         good: dict[str, Any] = {}
+        stop = None
         for k, (value, error) in zip(keys, outcomes, strict=True):
             if error is None:
                 good[k] = value
                 self.failed_in_a_row = 0
                 continue
             self.failed_in_a_row += 1
-            if self.failed_in_a_row >= self.max_failures:
-                for name in keys:
-                    if self.memory.get(name) is None:
-                        self.memory.pop(name, None)
-                raise RewardError(
+            if self.failed_in_a_row >= self.max_failures and stop is None:
+                stop = RewardError(
                     f"reward {self.name} failed on {self.failed_in_a_row} objects in a row "
                     f"(the last: {k}): {error}"
                 )
-            print(
-                f"warning: reward {self.name} raised on {k} ({error[:300]}); it gets the "
-                f"minimum reward {self.fallback:g}",
-                file=sys.stderr,
-            )
+            if stop is None:
+                print(
+                    f"warning: reward {self.name} raised on {k} ({error[:300]}); it gets the "
+                    f"minimum reward {self.fallback:g}",
+                    file=sys.stderr,
+                )
             self.memory[k] = self.fallback
         self.memory.update(good)
         self.evaluated += len(keys)
         self.seconds += seconds
         if good and self.store is not None:
             self.store.remember(good, seconds / len(keys), worker)
+        if stop is not None:
+            for k in keys:  # failures are not cached: a restarted run tries them again
+                if k not in good:
+                    self.memory.pop(k, None)
+            raise stop
 
 
 def install_oracle(env: Env, make: Callable[[Callable[..., Any]], Oracle]) -> Oracle:
@@ -310,12 +315,18 @@ class Task:
     args: tuple[Any, ...]
     actor: int
     ref: Any = None
+    handle: Any = None
+    """The actor the task was last launched on."""
     started: float = 0.0
     attempts: int = 0
 
     @property
     def worker(self) -> str:
         return f"worker-{self.actor}"
+
+
+STARTUP_SECONDS = 300.0
+"""How long a new worker may take to start (importing torch on a loaded machine is slow)."""
 
 
 class RayPool:
@@ -351,11 +362,22 @@ class RayPool:
         self.policy_ref = ray.put(policy)
         self.fn_ref = ray.put(fn)
         self.actors = [self._actor(i) for i in range(n)]
+        self._ready(self.actors)
         self.replaced = 0
         self.next = 0
 
     def _actor(self, i: int) -> Any:
         return self.actor_class.remote(self.env_ref, self.policy_ref, self.fn_ref, f"worker-{i}")
+
+    def _ready(self, actors: list[Any]) -> None:
+        """Wait until the actors have started (a task's timeout then counts its run alone)."""
+        try:
+            self.ray.get([actor.pid.remote() for actor in actors], timeout=STARTUP_SECONDS)
+        except Exception as err:  # noqa: BLE001 - Ray's failures to start a worker, named
+            raise PoolError(
+                f"could not start {len(actors)} pool worker(s) within {STARTUP_SECONDS} s: "
+                f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+            ) from None
 
     def submit(self, method: str, *args: Any) -> Task:
         """Run `method(*args)` on the next worker (round robin)."""
@@ -365,7 +387,8 @@ class RayPool:
         return task
 
     def _launch(self, task: Task) -> None:
-        task.ref = getattr(self.actors[task.actor], task.method).remote(*task.args)
+        task.handle = self.actors[task.actor]
+        task.ref = getattr(task.handle, task.method).remote(*task.args)
         task.started = time.monotonic()
         task.attempts += 1
 
@@ -388,16 +411,16 @@ class RayPool:
                 raise PoolError(
                     f"pool task {task.method} failed {task.attempts} times; the last: {failure}"
                 )
-            self.replace(task.actor)
+            if self.actors[task.actor] is task.handle:  # not replaced yet by another task
+                self.replace(task.actor)
             self._launch(task)
 
     def replace(self, i: int) -> None:
         """Kill worker i (if it still runs) and start a fresh one in its place."""
-        if getattr(self, "_replacing_noted", None) != (i, self.actors[i]):
-            self.ray.kill(self.actors[i], no_restart=True)
-            self.actors[i] = self._actor(i)
-            self._replacing_noted = (i, self.actors[i])
-            self.replaced += 1
+        self.ray.kill(self.actors[i], no_restart=True)
+        self.actors[i] = self._actor(i)
+        self._ready([self.actors[i]])
+        self.replaced += 1
 
     def close(self) -> None:
         """Stop the workers, and Ray itself when this pool started it."""
@@ -586,13 +609,23 @@ class PoolTrainer(Trainer):
         if not bool(done.any()):
             return rollout, Pending(), workers
         states = self.env.select(rollout.terminal, done)
-        cond = None if rollout.cond is None else rollout.cond[done]
+        return rollout, oracle.prefetch(self._items(oracle, states, rollout.cond, done)), workers
+
+    def _items(
+        self, oracle: Oracle, states: Any, cond: torch.Tensor | None, done: torch.Tensor
+    ) -> list[Any]:
+        """The items the oracle will be asked about for these objects: a molecule
+        environment's molecules (`to_mol`), else what the environment's reward path passes
+        it (found by running that path with the oracle only collecting)."""
+        to_mol = getattr(self.env, "to_mol", None)
+        if callable(to_mol):
+            return list(to_mol(states))
         oracle.collecting = []
-        try:  # the environment's reward path, so the oracle sees the items it will be asked
-            terminal_log_reward(self.env, states, cond)
+        try:
+            terminal_log_reward(self.env, states, None if cond is None else cond[done])
         finally:
             items, oracle.collecting = oracle.collecting, None
-        return rollout, oracle.prefetch(items), workers
+        return items
 
 
 def _to_device(rollout: Rollout, device: torch.device) -> Rollout:

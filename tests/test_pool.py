@@ -3,7 +3,9 @@ seeds; a worker killed mid-run is replaced and its task re-run, with no sample l
 an oracle on the pool evaluates each object once; an unreachable cluster is a one-line error.
 Starting Ray takes 20-25 s on the shared 2-core machine, so the tests that need it are slow."""
 
+import os
 import sys
+import time
 
 import pytest
 import torch
@@ -141,3 +143,26 @@ def test_gflow_train_with_local_workers(tmp_path, capsys):
     assert main(argv) == 0
     assert "6 steps" in capsys.readouterr().out
     assert SampleStore(store).count() == 48
+
+
+class SlowOnce:
+    """A reward that hangs on its first call (a stuck docking job) and is quick afterwards."""
+
+    def __init__(self, flag):
+        self.flag = flag
+
+    def __call__(self, items):
+        if not os.path.exists(self.flag):
+            open(self.flag, "w").close()
+            time.sleep(120)
+        return [float(len(x)) for x in items]
+
+
+@pytest.mark.slow
+def test_a_task_past_its_timeout_is_rerun_on_a_fresh_worker(ray_local, tmp_path):
+    policy = build_policy(ENV, ModelConfig(hidden=8))
+    fn = SlowOnce(str(tmp_path / "flag"))
+    with RayPool(ENV, policy, workers=1, fn=fn, timeout=15, retries=1) as pool:
+        oracle = Oracle(fn, pool=pool, key=str)
+        assert oracle(["ab", "c", "ab"]).tolist() == [2.0, 1.0, 2.0]
+        assert pool.replaced == 1

@@ -122,11 +122,12 @@ def test_a_reward_failing_on_one_object_gives_it_the_minimum_and_warns(capsys):
     assert "raised on bad1" in err and "minimum reward 0.0001" in err and "ok" not in err
 
 
-def test_a_reward_failing_on_everything_stops_after_n_in_a_row():
-    oracle = Oracle(picky, key=str, max_failures=3)
+def test_a_reward_failing_on_everything_stops_after_n_in_a_row(tmp_path):
+    oracle = Oracle(picky, SampleStore(tmp_path / "s.sqlite"), key=str, max_failures=3)
     oracle(["bad1", "bad2", "ok"])  # two in a row, then a success: the count restarts
     with pytest.raises(RewardError, match="failed on 3 objects in a row.*cannot score bad5"):
-        oracle(["bad3", "bad4", "bad5", "bad6"])
+        oracle(["fine", "bad3", "bad4", "bad5", "bad6"])
+    assert set(oracle.store.cached(["ok", "fine", "bad1", "bad5"])) == {"ok", "fine"}
 
 
 def test_unwritable_store_is_a_one_line_error_before_training(tmp_path, capsys):
@@ -182,3 +183,36 @@ def test_the_fragment_benchmark_records_every_molecule_with_its_raw_score(tmp_pa
     assert {r["object"] for r in rows} == set(log.smiles)
     assert all(r["components"][0] == Chem.MolFromSmiles(r["object"]).GetNumAtoms() for r in rows)
     assert all(0.5 <= r["temperature"] <= 32 for r in rows)  # beta ~ U[0.5, 32]
+
+
+FLAKY = '''
+import os
+import torch
+
+
+def flaky(mols):
+    if os.environ.get("GFLOW_TEST_ORACLE_DOWN"):
+        raise RuntimeError("oracle server down")
+    return torch.tensor([1.0 + m.GetNumAtoms() for m in mols])
+'''
+
+
+def test_a_run_stopped_by_a_failing_oracle_keeps_its_checkpoint(tmp_path, capsys, monkeypatch):
+    plugin = tmp_path / "flaky.py"
+    plugin.write_text(FLAKY)
+    out = tmp_path / "run"
+    argv = ["train", "frags", "--reward", f"{plugin}:flaky", "--oracle", "--batch-size", "4"]
+    argv += ["--hidden", "16", "--layers", "1", "--out", str(out), "--quiet"]
+    assert main([*argv, "--steps", "2", "--checkpoint-every", "1"]) == 0
+    checkpoint = (out / "checkpoint.pt").read_bytes()
+    evaluated = SampleStore(out / "samples.sqlite").oracle_count()
+    assert evaluated > 0
+    capsys.readouterr()
+    monkeypatch.setenv("GFLOW_TEST_ORACLE_DOWN", "1")
+    stopped = [*argv, "--steps", "4", "--checkpoint-every", "1", "--max-reward-failures", "3"]
+    assert main(stopped) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert "failed on 3 objects in a row" in err[-1] and "oracle server down" in err[-1]
+    assert (out / "checkpoint.pt").read_bytes() == checkpoint
+    store = SampleStore(out / "samples.sqlite")
+    assert store.oracle_count() == evaluated and store.count() == 2 * 4
