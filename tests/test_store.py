@@ -2,6 +2,7 @@
 the oracle cache (each object evaluated once, across restarts), reward failures, unwritable
 paths and export."""
 
+import argparse
 import csv
 
 import pyarrow.parquet as pq
@@ -216,3 +217,14 @@ def test_a_run_stopped_by_a_failing_oracle_keeps_its_checkpoint(tmp_path, capsys
     assert (out / "checkpoint.pt").read_bytes() == checkpoint
     store = SampleStore(out / "samples.sqlite")
     assert store.oracle_count() == evaluated and store.count() == 2 * 4
+
+
+def test_a_store_with_several_processes_is_refused(tmp_path):
+    from gflow.cli.pool import Session
+
+    args = argparse.Namespace(store=str(tmp_path / "s.sqlite"), workers=0, oracle=False)
+    with pytest.raises(UsageError, match="--store with several processes"):
+        Session(args, ENV, tmp_path, ranked=True)
+    args.store = None
+    assert Session(args, ENV, tmp_path, ranked=True).store is None
+    assert Session(args, ENV, tmp_path).store is None  # no default store outside molecule envs

@@ -69,19 +69,25 @@ def store_path(args: argparse.Namespace, env: Env, out: str | Path) -> Path | No
 
 class Session:
     """The store, oracle and pool a run asked for: opened before training (a store that
-    cannot be written fails here), the trainer built on them, closed at the end."""
+    cannot be written fails here), the trainer built on them, closed at the end. A run on
+    several processes (`ranked`) has no store yet: each rank samples its own share."""
 
     pool: RayPool | None
 
-    def __init__(self, args: argparse.Namespace, env: Env, out: str | Path, lead: bool = True):
+    def __init__(self, args: argparse.Namespace, env: Env, out: str | Path, ranked: bool = False):
         from gflow.pool import Oracle, install_oracle
         from gflow.store import SampleStore
 
         if args.workers < 0:
             raise UsageError(f"--workers must be >= 0, got {args.workers}")
+        if ranked and args.store:
+            raise UsageError(
+                "--store with several processes (--nproc, torchrun) is not supported yet: "
+                "each process samples its own share of the batch"
+            )
         self.args, self.store, self.pool, self.oracle = args, None, None, None
-        path = store_path(args, env, out)
-        if path is not None and lead:
+        path = None if ranked else store_path(args, env, out)
+        if path is not None:
             self.store = SampleStore(path)
         if args.oracle:
             self.oracle = install_oracle(

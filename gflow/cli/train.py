@@ -160,6 +160,10 @@ def run(args: argparse.Namespace) -> int:
 
     if not distributed.launched():
         if args.nproc != 1:
+            from gflow.device import resolve_device
+
+            resolve_device(args.device)  # errors before any process starts
+            distributed.batch_share(args.batch_size, 0, max(args.nproc, 1))
             distributed.launch(args.nproc, args.argv)
             return 0
         return _train(args, ranked=False)
@@ -193,7 +197,7 @@ def _train(args: argparse.Namespace, ranked: bool) -> int:
     resume = True if args.resume else None
     kind = distributed.DistributedTrainer if ranked else Trainer
     lead = not ranked or distributed.rank() == 0
-    session = Session(args, env, out, lead=lead)
+    session = Session(args, env, out, ranked)
     try:
         trainer = session.trainer(kind, env, policy, objective, config, info)
         quiet = args.quiet or not lead
