@@ -217,12 +217,15 @@ def open_run(
 
 
 def announce_resume(out: str | os.PathLike | None, step: int, steps: int) -> None:
-    """Say on stderr where a resumed run continues; a run already past `steps` is an error."""
+    """Say on stderr where a resumed run continues (silent without an output folder: a rank
+    other than 0 of a multi-process run); a run already past `steps` is an error."""
     if step > steps:
         raise ValueError(
             f"{out} has already trained {step} steps, more than --steps {steps}: give "
             f"--steps {step} or more to continue it, or --restart"
         )
+    if out is None:
+        return
     done = "; nothing left to train" if step == steps else ""
     print(f"resuming {out} from step {step} of {steps}{done}", file=sys.stderr)
 

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from gflow.checkpoint import open_run
+from gflow.checkpoint import CHECKPOINT, open_run
 from gflow.env import Env
 from gflow.errors import GflowError, UsageError
 from gflow.objectives import Loss, Objective
@@ -238,6 +238,16 @@ class DistributedTrainer(Trainer):
         """Back-propagate through this rank's trajectories, then sum gradients over ranks."""
         loss.backward()
         all_reduce_gradients(p for group in self.optimizer.param_groups for p in group["params"])
+
+    def load_state_dict(self, state: dict[str, Any], source: str = "checkpoint") -> None:
+        """Continue from rank 0's checkpoint (errors name its file on every rank)."""
+        if self.rank != 0 and self.config.out is not None:
+            source = f"{self.config.out}/{CHECKPOINT}"
+        super().load_state_dict(state, source)
+
+    def metrics(self) -> dict[str, Any]:
+        """The run's summary, with the number of processes that trained it."""
+        return super().metrics() | {"processes": self.world}
 
     def evaluate(self) -> dict[str, float] | None:
         """Rank 0's evaluation (the policy is the same on every rank); None elsewhere."""

@@ -6,6 +6,7 @@ being killed; bad input is refused in one line."""
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -146,10 +147,29 @@ def test_batch_shares_and_seeds():
     assert draws[0] == draws[2] and all(a != b for a, b in zip(draws[0], draws[1], strict=True))
 
 
-def test_nproc_must_be_positive(capsys):
-    assert main(["train", "hypergrid", "--nproc", "0", "--out", "unused"]) == 2
+@pytest.mark.parametrize(
+    ("options", "error"),
+    [
+        (["--nproc", "0"], "--nproc must be >= 1, got 0"),
+        (
+            ["--nproc", "2", "--batch-size", "1"],
+            "--batch-size 1 is smaller than the 2 processes: each process needs at least one "
+            "trajectory per step",
+        ),
+    ],
+)
+def test_bad_process_counts_are_refused_before_launching(capsys, tmp_path, options, error):
+    assert main(["train", "hypergrid", "--out", str(tmp_path / "run"), *options]) == 2
+    assert capsys.readouterr().err.strip() == f"gflow train: error: {error}"
+    assert not (tmp_path / "run").exists()
+
+
+def test_nproc_must_agree_with_torchrun(capsys, monkeypatch):
+    for name, value in {"RANK": "0", "WORLD_SIZE": "2", "MASTER_ADDR": "localhost"}.items():
+        monkeypatch.setenv(name, value)
+    assert main(["train", "hypergrid", "--nproc", "3", "--out", "unused"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == "gflow train: error: --nproc must be >= 1, got 0"
+    assert err == "gflow train: error: --nproc 3 under torchrun with 2 processes: give one"
 
 
 def gflow_train(out, *extra, steps=300):
@@ -173,6 +193,7 @@ def test_two_processes_train_and_only_rank_0_writes(tmp_path):
     assert len(list((tmp_path / "run" / "tb").iterdir())) == 1
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["steps"] == 10 and metrics["config"]["batch_size"] == 5
+    assert metrics["processes"] == 2
     # the 2-process checkpoint continues in one process (any number of processes may resume)
     argv = gflow_train(tmp_path / "run", "--batch-size", "5", "--checkpoint-every", "5", steps=20)
     assert main(argv[3:-2]) == 0
@@ -181,13 +202,15 @@ def test_two_processes_train_and_only_rank_0_writes(tmp_path):
     assert [entry["step"] for entry in metrics["loss_history"]] == [10, 20]
 
 
-def test_a_failing_rank_stops_the_run_in_one_line(tmp_path):
-    cmd = gflow_train(tmp_path / "run", "--batch-size", "1", steps=2)
+def test_failing_ranks_stop_the_run_in_one_line_each(tmp_path):
+    cmd = gflow_train(tmp_path / "run", "--objective", "nope", steps=2)
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
-    assert "gflow train: error: --batch-size 1 is smaller than the 2 processes" in lines[0]
-    assert lines[-1].startswith("gflow train: error: 2-process training failed: rank "), lines
+    # each rank that got that far says why (the launcher may stop the other one first)
+    assert lines[0].startswith("gflow train: error: unknown objective 'nope'"), lines
+    failed = r"gflow train: error: 2-process training failed: rank \d \(exit code 2\)"
+    assert re.fullmatch(failed + r"(, rank \d \(exit code -?\d+\))?", lines[-1]), lines
 
 
 @pytest.fixture(scope="module")
@@ -219,7 +242,7 @@ def test_a_killed_two_process_run_resumes_where_it_would_have_been(tmp_path, uni
         run.wait()
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr
-    assert "resuming" in done.stderr
+    assert done.stderr.count("resuming") == 1, done.stderr
     metrics = json.loads(Path(out / "metrics.json").read_text())
     assert metrics["steps"] == 300
     for key in ("final_loss", "exact_tv", "log_z_error"):
