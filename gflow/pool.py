@@ -112,6 +112,7 @@ class Pending:
     """Oracle evaluations under way: their tasks, each with the keys it evaluates."""
 
     tasks: list[tuple[Any, list[str]]] = field(default_factory=list)
+    done: bool = False
 
 
 class Oracle:
@@ -147,6 +148,8 @@ class Oracle:
         self.placeholder: float | None = None
         self.collecting: list[Any] | None = None
         """While a list: calls only collect their items into it (and return placeholders)."""
+        self.outstanding: list[Pending] = []
+        """Evaluations started on the pool and not collected yet."""
 
     def __getstate__(self) -> dict[str, Any]:
         """A worker's copy: no store, pool or cache, and no evaluation (see the class)."""
@@ -154,6 +157,7 @@ class Oracle:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.name, self.placeholder, self.collecting = state["name"], state["placeholder"], None
+        self.outstanding = []
 
     def __call__(self, items: Sequence[Any]) -> torch.Tensor:
         """The rewards of `items`, evaluating those not known yet."""
@@ -163,6 +167,9 @@ class Oracle:
             return torch.full((len(items),), self.placeholder or 1.0, dtype=torch.float64)
         keys = [str(self.key(item)) for item in items]
         self.wait(self.prefetch(items, keys))
+        if any(self.memory[k] is None for k in keys):  # asked for while in flight: collect all
+            for pending in list(self.outstanding):
+                self.wait(pending)
         return torch.as_tensor([self.memory[k] for k in keys], dtype=torch.float64)
 
     def prefetch(self, items: Sequence[Any], keys: Sequence[str] | None = None) -> Pending:
@@ -191,10 +198,16 @@ class Oracle:
         for i in range(0, len(objects), size):
             task = self.pool.submit("evaluate", objects[i : i + size])
             pending.tasks.append((task, names[i : i + size]))
+        self.outstanding.append(pending)
         return pending
 
     def wait(self, pending: Pending) -> None:
         """Collect the evaluations `prefetch` started into the cache (and the store)."""
+        if pending.done:
+            return
+        pending.done = True
+        if pending in self.outstanding:
+            self.outstanding.remove(pending)
         assert self.pool is not None or not pending.tasks
         for task, names in pending.tasks:
             outcomes, seconds = self.pool.result(task)  # type: ignore[union-attr]
@@ -289,9 +302,12 @@ class _Worker:
     ) -> Rollout:
         """n rollouts from seed with the policy's weights of `version` (fetched when new)."""
         if version != self.version:
-            import ray
+            state = weights[0]
+            if not isinstance(state, dict):  # a reference into Ray's object store
+                import ray
 
-            self.policy.load_state_dict(ray.get(weights[0]))
+                state = ray.get(state)
+            self.policy.load_state_dict(state)
             self.version = version
         torch.manual_seed(seed)
         return sample_forward(self.env, self.policy, n, cond, **options)
@@ -378,6 +394,11 @@ class RayPool:
                 f"could not start {len(actors)} pool worker(s) within {STARTUP_SECONDS} s: "
                 f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
             ) from None
+
+    def publish(self, state: dict[str, torch.Tensor]) -> list[Any]:
+        """The learner's weights put in the object store once for every worker, wrapped in a
+        list (so that a task fetches them only when its worker's copy is older)."""
+        return [self.ray.put(state)]
 
     def submit(self, method: str, *args: Any) -> Task:
         """Run `method(*args)` on the next worker (round robin)."""
@@ -530,7 +551,7 @@ class PoolTrainer(Trainer):
         """Publish the learner's weights when the workers' copy is `refresh_every` old."""
         if self.version < 0 or self.step - self.version >= self.refresh_every:
             state = {k: v.detach().cpu() for k, v in self.policy.state_dict().items()}
-            self.weights = [self.pool.ray.put(state)]
+            self.weights = self.pool.publish(state)
             self.version = self.step
 
     def _submit(self) -> tuple[list[Task], torch.Tensor | None]:

@@ -3,7 +3,9 @@ seeds; a worker killed mid-run is replaced and its task re-run, with no sample l
 an oracle on the pool evaluates each object once; an unreachable cluster is a one-line error.
 Starting Ray takes 20-25 s on the shared 2-core machine, so the tests that need it are slow."""
 
+import math
 import os
+import pickle
 import sys
 import time
 
@@ -15,7 +17,7 @@ from gflow.checkpoint import seed_everything
 from gflow.cli import main
 from gflow.errors import GflowError
 from gflow.objectives import get_objective
-from gflow.pool import Oracle, PoolTrainer, RayPool, install_oracle
+from gflow.pool import Oracle, PoolTrainer, RayPool, Task, _Worker, install_oracle
 from gflow.sampling import sample_forward
 from gflow.store import SampleStore, StoreCallback
 from gflow.training import Callback, ModelConfig, TrainConfig, build_policy
@@ -32,6 +34,87 @@ def test_unreachable_ray_address_is_a_one_line_error(capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--ray-address 127.0.0.1:1: cannot reach" in err
+
+
+class LocalPool:
+    """RayPool's interface in this process, for the trainer's logic without Ray: workers get
+    pickled copies of the environment (as Ray sends them), tasks run when their result is
+    asked for (so work submitted ahead is still pending while the learner trains)."""
+
+    def __init__(self, env, policy, workers=2, fn=None):
+        copy = pickle.loads(pickle.dumps(env))
+        self.actors = [_Worker(copy, pickle.loads(pickle.dumps(policy)), fn, f"worker-{i}")
+                       for i in range(workers)]
+        self.submitted, self.next, self.replaced = [], 0, 0
+
+    def publish(self, state):
+        return [{k: v.clone() for k, v in state.items()}]  # a snapshot, as ray.put takes
+
+    def submit(self, method, *args):
+        task = Task(method, args, self.next % len(self.actors))
+        self.next += 1
+        self.submitted.append(task)
+        return task
+
+    def result(self, task):
+        return getattr(self.actors[task.actor], task.method)(*task.args)
+
+
+class Pipeline(Callback):
+    """At each step: the sample tasks submitted so far and the oracle's objects in flight."""
+
+    def __init__(self, pool, oracle=None):
+        self.pool, self.oracle, self.seen = pool, oracle, []
+
+    def after_step(self, trainer, loss, batch):
+        samples = [t for t in self.pool.submitted if t.method == "sample"]
+        in_flight = 0 if self.oracle is None else sum(
+            v is None for v in self.oracle.memory.values()
+        )
+        self.seen.append((trainer.step, len(samples), max(t.args[1] for t in samples), in_flight))
+
+
+@pytest.mark.parametrize("refresh_every", [1, 3])
+def test_the_pool_trainer_submits_the_next_batch_before_training(refresh_every):
+    seed_everything(0)
+    policy = build_policy(ENV, ModelConfig(hidden=16))
+    pool = LocalPool(ENV, policy)
+    config = TrainConfig(steps=7, batch_size=5, eval_every=0, log_every=1)
+    trainer = PoolTrainer(ENV, policy, get_objective("tb"), config, pool, refresh_every)
+    watch = Pipeline(pool)
+    trainer.run(quiet=True, callbacks=[watch])
+    for step, samples, version, _ in watch.seen:
+        assert samples == 2 * (step + 1)  # batch step + 1 (two chunks) was submitted first
+        # the newest batch was sampled with weights at most refresh_every steps old
+        assert step - 1 - refresh_every < version <= step - 1
+        assert version % refresh_every == 0
+    versions = [t.args[1] for t in pool.submitted]
+    assert versions == sorted(versions)
+
+
+def test_with_an_oracle_the_next_batch_is_evaluated_while_the_learner_trains(tmp_path):
+    seed_everything(0)
+    log = tmp_path / "evaluations.txt"
+    env = Oracle2D(str(log))
+    store = SampleStore(tmp_path / "s.sqlite")
+    oracle = install_oracle(env, lambda fn: Oracle(fn, store, key=repr))
+    policy = build_policy(env, ModelConfig(hidden=16))
+    pool = LocalPool(env, policy, fn=oracle.fn)
+    oracle.pool = pool
+    config = TrainConfig(steps=6, batch_size=5, eval_every=0, log_every=1)
+    trainer = PoolTrainer(env, policy, get_objective("tb"), config, pool)
+    watch = Pipeline(pool, oracle)
+    trainer.run(quiet=True, callbacks=[StoreCallback(store), watch])
+    for step, samples, *_ in watch.seen:
+        assert samples == 2 * (step + 2)  # two batches ahead: one sampled, one being scored
+    assert any(in_flight for *_, in_flight in watch.seen)  # scoring overlapped training
+    rows = store.samples()
+    assert len(rows) == 6 * 5
+    for row in rows:  # each trained reward is the oracle's, not the workers' placeholder
+        x = eval(row["object"])  # noqa: S307 - a tuple of ints written by this test's env
+        assert row["log_reward"] == pytest.approx(math.log(1.0 + sum(x)), abs=1e-5)
+    evaluated = log.read_text().splitlines()
+    assert len(evaluated) == len(set(evaluated)) == oracle.evaluated  # each object once
 
 
 @pytest.fixture(scope="module")
