@@ -310,19 +310,24 @@ def export_store(source: str | os.PathLike, out: str | os.PathLike, fmt: str) ->
     columns["oracle"] = _oracle_column([None if r[8] is None else json.loads(r[8]) for r in rows])
     table = pa.table(columns)
     target = Path(out)
+    if target.is_dir():
+        raise UsageError(f"--out {target} is a directory, expected a file")
+    if fmt not in EXPORT_FORMATS:
+        raise UsageError(f"unknown format {fmt!r}; choose from {', '.join(EXPORT_FORMATS)}")
     tmp = target.with_name(f".{target.name}.tmp")
     try:
         if fmt == "csv":
             import pyarrow.csv as pcsv
 
             pcsv.write_csv(table, tmp)
-        elif fmt == "parquet":
+        else:
             import pyarrow.parquet as pq
 
             pq.write_table(table, tmp)
-        else:
-            raise UsageError(f"unknown format {fmt!r}; choose from {', '.join(EXPORT_FORMATS)}")
         os.replace(tmp, target)
+    except OSError as err:
+        reason = err.strerror or str(err).split(". Detail")[0]
+        raise UsageError(f"--out {target}: cannot write it ({reason})") from None
     finally:
         tmp.unlink(missing_ok=True)
     return len(rows)

@@ -228,3 +228,20 @@ def test_a_store_with_several_processes_is_refused(tmp_path):
     args.store = None
     assert Session(args, ENV, tmp_path, ranked=True).store is None
     assert Session(args, ENV, tmp_path).store is None  # no default store outside molecule envs
+
+
+def test_export_errors_are_one_line(tmp_path, capsys):
+    path = tmp_path / "s.sqlite"
+    with SampleStore(path) as store:
+        store.add(1, ["x"], [0.0])
+    (tmp_path / "junk.sqlite").write_text("not a database")
+    cases = [
+        ([str(tmp_path / "missing.sqlite")], "no sample store at"),
+        ([str(tmp_path / "junk.sqlite")], "is not a gflow sample store"),
+        ([str(path), "--out", str(tmp_path)], "is a directory, expected a file"),
+        ([str(path), "--out", "/proc/x.csv"], "--out /proc/x.csv: cannot write it"),
+    ]
+    for argv, message in cases:
+        assert main(["export", *argv]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err
