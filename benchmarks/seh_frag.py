@@ -81,6 +81,9 @@ def parse_args() -> argparse.Namespace:
         help="reuse an earlier peer run folder (its results.json and log) instead of training "
         "the peer again; recorded as reused",
     )
+    p.add_argument("--peer-partial-rss-mb", type=float, default=None,
+                   help="--peer-run did not finish: use its first --steps steps, with this "
+                   "peak RSS measured from outside")  # fmt: skip
     p.add_argument("--gflow-run", type=Path, default=None,
                    help="reuse a finished gflow run folder, no new training")  # fmt: skip
     p.add_argument("--note", default=None, help="how the sides were run, kept in the results")
@@ -226,6 +229,9 @@ def main() -> None:
                 sys.stderr.write(f"round {r}: peer, {args.steps} steps\n")
                 run = peer_side.run(python, harness, "run_seh_frag.py", folder, args.steps,
                                     args.seed, args.batch_size, args.threads)  # fmt: skip
+            elif args.peer_partial_rss_mb is not None:
+                run = peer_side.load_partial(folder, args.steps, args.batch_size,
+                                             args.peer_partial_rss_mb)  # fmt: skip
             else:
                 run = peer_side.load(folder, args.steps, args.batch_size)
             peer = replay_peer(run, proxy, args.log_every)

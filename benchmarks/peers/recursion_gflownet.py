@@ -9,8 +9,10 @@ Nothing here is imported by gflow; the peer's code is never copied, only run.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -132,6 +134,39 @@ def load(out: Path, steps: int, batch: int) -> PeerRun:
         raise SystemExit(f"the peer logged {len(rows)} molecules, expected {steps} x {batch}")
     grouped = [rows[i * batch : (i + 1) * batch] for i in range(steps)]
     return PeerRun(results, columns, grouped, step_end_times(results, steps), {})
+
+
+def load_partial(out: Path, steps: int, batch: int, peak_rss_mb: float) -> PeerRun:
+    """The first `steps` steps of a run that did not finish (no results.json): its logged
+    molecules, and step end times interpolated between the stamps of the peer's train.log
+    ('Starting training', then 'iteration k' every print_every steps, to the second); peak RSS
+    as measured from outside."""
+    columns, rows = read_rows(out / "peer_log" / "train")
+    if len(rows) < steps * batch:
+        raise SystemExit(f"{out}: only {len(rows) // batch} complete steps, not {steps}")
+    stamps = {}
+    for line in (out / "peer_log" / "train.log").read_text().splitlines():
+        when = datetime.datetime.strptime(line[:19], "%d/%m/%Y %H:%M:%S").timestamp()
+        if "Starting training" in line:
+            stamps[0] = when
+        elif match := re.search(r" - iteration (\d+) :", line):
+            stamps[int(match.group(1))] = when
+    known = sorted(stamps)
+    if 0 not in stamps or known[-1] < steps:
+        raise SystemExit(f"{out}/peer_log/train.log stamps no step at or past {steps}")
+    ends = np.interp(np.arange(1, steps + 1), known, [stamps[k] - stamps[0] for k in known])
+    wall = float(ends[-1])
+    results = {
+        "steps": steps,
+        "batch": batch,
+        "wall_seconds": wall,
+        "trajectories_per_second": steps * batch / wall,
+        "peak_rss_mb": peak_rss_mb,
+        "setup_seconds": None,
+        "partial": "run cut short: times interpolated from train.log stamps",
+    }
+    grouped = [rows[i * batch : (i + 1) * batch] for i in range(steps)]
+    return PeerRun(results, columns, grouped, ends, {})
 
 
 def read_rows(folder: Path) -> tuple[list[str], list[tuple]]:
