@@ -286,7 +286,7 @@ def launch(nproc: int, argv: Sequence[str]) -> None:
 
     if nproc < 1:
         raise UsageError(f"--nproc must be >= 1, got {nproc}")
-    logging.getLogger("torch.distributed.elastic").setLevel(logging.ERROR)
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)  # we report
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     config = LaunchConfig(
         min_nodes=1,
@@ -303,6 +303,8 @@ def launch(nproc: int, argv: Sequence[str]) -> None:
     except ChildFailedError as err:
         failed = ", ".join(
             f"rank {rank} (exit code {failure.exitcode})"
+            if failure.exitcode >= 0
+            else f"rank {rank} (killed by signal {-failure.exitcode})"
             for rank, failure in sorted(err.failures.items())
         )
         raise LaunchError(f"{nproc}-process training failed: {failed}") from None
