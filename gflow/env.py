@@ -144,6 +144,12 @@ class Env:
         """One hashable key per state, equal exactly when the states are equal."""
         return [tuple(row) for row in states.reshape(len(states), -1).tolist()]
 
+    def object_names(self, states: States) -> list[str]:
+        """One canonical text name per object, equal exactly when the objects are equal (the
+        sample store's `object` column): the `keys` as text by default; molecule environments
+        give canonical SMILES."""
+        return [k if isinstance(k, str) else repr(k) for k in self.keys(states)]
+
     def states_to_data(self, states: States) -> Any:
         """A batch of states as plain data (tensors, numbers, strings and containers of them),
         which a checkpoint can hold; `states_from_data` undoes it."""
@@ -263,6 +269,9 @@ class EnvWrapper(Env):
 
     def keys(self, states: States) -> Sequence[Hashable]:
         return self.env.keys(states)
+
+    def object_names(self, states: States) -> list[str]:
+        return self.env.object_names(states)
 
     def states_to_data(self, states: States) -> Any:
         return self.env.states_to_data(states)

@@ -635,12 +635,9 @@ class PoolTrainer(Trainer):
     def _items(
         self, oracle: Oracle, states: Any, cond: torch.Tensor | None, done: torch.Tensor
     ) -> list[Any]:
-        """The items the oracle will be asked about for these objects: a molecule
-        environment's molecules (`to_mol`), else what the environment's reward path passes
-        it (found by running that path with the oracle only collecting)."""
-        to_mol = getattr(self.env, "to_mol", None)
-        if callable(to_mol):
-            return list(to_mol(states))
+        """The items the oracle will be asked about for these objects: found by running the
+        environment's reward path with the oracle only collecting them (a wrapper around the
+        oracle sees placeholder values in this pass)."""
         oracle.collecting = []
         try:
             terminal_log_reward(self.env, states, None if cond is None else cond[done])

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 from gflow.training import Callback
 
-__all__ = ["SampleStore", "StoreCallback", "export_store", "object_keys"]
+__all__ = ["SampleStore", "StoreCallback", "export_store"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS samples (
@@ -197,25 +197,13 @@ def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
-def object_keys(env: Env, states: Any) -> list[str]:
-    """The store's name of each object: canonical SMILES where the environment has them
-    (`to_smiles`, as molecule environments do), else its `keys()` entry as text."""
-    to_smiles = getattr(env, "to_smiles", None)
-    if callable(to_smiles):
-        return list(to_smiles(states))
-    return [_key_text(key) for key in env.keys(states)]
-
-
-def _key_text(key: Hashable) -> str:
-    return key if isinstance(key, str) else repr(key)
-
-
 Components = Callable[["Trainer", "Rollout", Any], "torch.Tensor | None"]
 """Reward components (n, k) of a batch's complete objects, or None to store none."""
 
 
 class StoreCallback(Callback):
-    """Records each training step's newly sampled complete objects in a `SampleStore`: key,
+    """Records each training step's newly sampled complete objects in a `SampleStore`: name
+    (`Env.object_names`: canonical SMILES for molecules),
     log reward (as trained on: the conditional one for conditional environments), reward
     components, temperature and preference (read back from the conditioning rows where the
     conditioning can `decode` them), step and worker. Replayed objects are not new samples:
@@ -248,7 +236,7 @@ class StoreCallback(Callback):
         workers = getattr(trainer, "workers_of", None)
         self.store.add(
             trainer.step,
-            object_keys(env, states),
+            env.object_names(states),
             batch.log_reward[done].tolist(),
             None if components is None else components.tolist(),
             temperature,

@@ -17,7 +17,7 @@ from gflow.errors import UsageError
 from gflow.guards import RewardError
 from gflow.objectives import get_objective
 from gflow.pool import Oracle, evaluate_items
-from gflow.store import SampleStore, StoreCallback, export_store, object_keys
+from gflow.store import SampleStore, StoreCallback, export_store
 from gflow.training import (
     Callback,
     ModelConfig,
@@ -46,7 +46,7 @@ class Batches(Callback):
         self.rows = []
 
     def after_step(self, trainer, loss, batch):
-        keys = object_keys(trainer.env, batch.terminal)
+        keys = trainer.env.object_names(batch.terminal)
         rewards = batch.log_reward.tolist()
         self.rows += [(trainer.step, k, r) for k, r in zip(keys, rewards, strict=True)]
 

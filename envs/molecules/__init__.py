@@ -40,6 +40,10 @@ class MoleculeRewardMixin:
         """Each state by its molecule's SMILES (for messages)."""
         return self.to_smiles(states)
 
+    def object_names(self, states) -> list[str]:
+        """Each object by its molecule's canonical SMILES (the sample store's names)."""
+        return self.to_smiles(states)
+
     def log_reward(self, states) -> torch.Tensor:
         """(n,) log R(x) from the reward callable on the states' molecules (0 without one)."""
         n = len(states)

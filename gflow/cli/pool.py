@@ -60,11 +60,15 @@ def add_pool_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def store_path(args: argparse.Namespace, env: Env, out: str | Path) -> Path | None:
-    """--store, or OUT/samples.sqlite for molecule environments (they name objects by SMILES)."""
+MOLECULE_ENVS = ("atoms", "frags")
+"""The registered environments whose runs keep a sample store by default."""
+
+
+def store_path(args: argparse.Namespace, name: str, out: str | Path) -> Path | None:
+    """--store, or OUT/samples.sqlite for the molecule environments (named `name`)."""
     if args.store:
         return Path(args.store)
-    return Path(out) / STORE_NAME if callable(getattr(env, "to_smiles", None)) else None
+    return Path(out) / STORE_NAME if name in MOLECULE_ENVS else None
 
 
 class Session:
@@ -74,7 +78,10 @@ class Session:
 
     pool: RayPool | None
 
-    def __init__(self, args: argparse.Namespace, env: Env, out: str | Path, ranked: bool = False):
+    def __init__(
+        self, args: argparse.Namespace, env: Env, out: str | Path, ranked: bool = False,
+        name: str = "",
+    ):
         from gflow.pool import Oracle, install_oracle
         from gflow.store import SampleStore
 
@@ -86,7 +93,7 @@ class Session:
                 "each process samples its own share of the batch"
             )
         self.args, self.store, self.pool, self.oracle = args, None, None, None
-        path = None if ranked else store_path(args, env, out)
+        path = None if ranked else store_path(args, name, out)
         if path is not None:
             self.store = SampleStore(path)
         if args.oracle:

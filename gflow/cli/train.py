@@ -197,7 +197,7 @@ def _train(args: argparse.Namespace, ranked: bool) -> int:
     resume = True if args.resume else None
     kind = distributed.DistributedTrainer if ranked else Trainer
     lead = not ranked or distributed.rank() == 0
-    session = Session(args, env, out, ranked)
+    session = Session(args, env, out, ranked, info["name"])
     try:
         trainer = session.trainer(kind, env, policy, objective, config, info)
         quiet = args.quiet or not lead
