@@ -70,9 +70,11 @@ def check_env(
     finite; energies (if any) are finite; where stop is legal the log reward is finite (R > 0)
     and equals -energy, and the declared reward components have their declared number. Every
     trajectory must stop within `max_steps` (default: the number of enumerated states, else
-    10000). The contract's declarations (`policy_kind`, `n_reward_components`, `conditional`
-    with its `conditioning`, `exact_target`) are checked first. Raises `EnvCheckError` at the first
-    violation.
+    10000, and at most a declared `horizon`). The contract's declarations (`policy_kind`,
+    `n_reward_components`, `conditional` with its `conditioning`, `exact_target`, `horizon`) are
+    checked first; declared integer `state_ids` must tell states apart exactly as keys do, and a
+    declared horizon needs `step` to leave states as they are under the stop action. Raises
+    `EnvCheckError` at the first violation.
     """
     if n_trajectories < 1:
         raise ValueError(f"check_env needs n_trajectories >= 1, got {n_trajectories}")
@@ -85,6 +87,8 @@ def check_env(
     if use_enumeration and env.is_enumerable():
         enumerated = checker.load_enumeration()
     bound = max_steps or (enumerated or DEFAULT_MAX_STEPS)
+    if env.horizon is not None:
+        bound = min(bound, env.horizon)
     lengths = checker.walk(n_trajectories, bound)
     if enumerated is not None:
         checker.check_enumeration()
@@ -112,6 +116,7 @@ class _Checker:
         self.known: set[Hashable] | None = None
         self.enumeration: States | None = None
         self.edges = 0
+        self.ids: dict[int, Hashable] = {}
 
     def fail(
         self, message: str, key: Hashable | None = None, action: int | None = None
@@ -177,6 +182,9 @@ class _Checker:
             )
         if target.keys(target.initial(1)) != env.keys(env.initial(1)):
             self.fail("exact_target() starts from another initial state")
+        horizon = env.horizon
+        if horizon is not None and (not isinstance(horizon, int) or horizon < 1):
+            self.fail(f"horizon must be None or an int >= 1, got {horizon!r}")
 
     def check_conditioning(self) -> None:
         """A conditional environment's `conditioning` draws (n, cond_dim) finite float rows."""
@@ -278,12 +286,42 @@ class _Checker:
             self.fail(f"no forward action is legal at state {self.describe(sub, i)}", sub_keys[i])
         backward = self.mask("backward_mask", sub, env.n_backward)
         self.check_features(sub, sub_keys)
+        if env.has_state_ids():
+            self.check_state_ids(sub, sub_keys)
+        if env.horizon is not None:
+            self.check_stop_in_place(sub, sub_keys)
         self.check_terminal(sub, sub_keys, fwd[:, env.stop])
         if env.has_energy():
             self.check_values("energy", sub, sub_keys, ())
         self.check_children(sub, sub_keys, fwd)
         self.check_parents(sub, sub_keys, backward)
         return forward
+
+    def check_state_ids(self, states: States, keys: list[Hashable]) -> None:
+        """Declared integer ids: one long per state, equal exactly when the states are equal
+        (checked against every state seen so far)."""
+        ids = self.call("state_ids", states)
+        shape = (len(keys),)
+        if not isinstance(ids, torch.Tensor) or ids.dtype != torch.long or ids.shape != shape:
+            got = f"{getattr(ids, 'dtype', type(ids).__name__)} {tuple(getattr(ids, 'shape', ()))}"
+            self.fail(f"state_ids must return a long tensor of shape {shape}, got {got}")
+        for key, value in zip(keys, ids.tolist(), strict=True):
+            other = self.ids.setdefault(value, key)
+            if other != key:
+                self.fail(f"state_ids gives {value} to two states, {other} and {key}", key)
+
+    def check_stop_in_place(self, states: States, keys: list[Hashable]) -> None:
+        """A declared horizon promises that `step` with the stop action leaves a state as it is."""
+        stop = torch.full((len(keys),), self.env.stop, dtype=torch.long, device=self.env.device)
+        after = self.env.keys(self.call("step", states, stop))
+        for i, (key, kept) in enumerate(zip(keys, after, strict=True)):
+            if key != kept:
+                self.fail(
+                    f"horizon is declared, but step with the stop action changes state "
+                    f"{self.describe(states, i)}",
+                    key,
+                    self.env.stop,
+                )
 
     def mask(self, method: str, states: States, width: int) -> torch.Tensor:
         """A mask from the env, checked for dtype and shape."""

@@ -7,6 +7,7 @@ import torch
 from gflow.envs.hypergrid import HyperGrid
 from test_sampling import check_chains
 
+from gflow.checker import EnvCheckError, check_env
 from gflow.exact import state_graph, terminal_distribution
 from gflow.guards import LogitsError
 from gflow.objectives.balance import trajectory_balance
@@ -177,3 +178,31 @@ def test_fixed_horizon_rollouts_flag_bad_logits_and_short_horizons():
     with pytest.raises(ValueError, match="declares no horizon"):
         env.horizon = None
         sample_forward_fixed(env, policy, 4)
+
+
+class CoordinateSumIds(HyperGrid):
+    def state_ids(self, states):
+        return states.sum(dim=1)
+
+    def keys(self, states):
+        return [tuple(row) for row in states.tolist()]
+
+
+class StopMoves(HyperGrid):
+    def step(self, states, actions):
+        return states + self._unit[actions.clamp(max=self.ndim - 1)]  # stop acts as the last move
+
+
+def test_check_env_verifies_state_ids_and_the_horizon_contract():
+    check_env(HyperGrid(2, 4))
+    with pytest.raises(EnvCheckError, match="state_ids gives 1 to two states"):
+        check_env(CoordinateSumIds(2, 4))
+    with pytest.raises(EnvCheckError, match="step with the stop action changes state"):
+        check_env(StopMoves(2, 4))
+    short = HyperGrid(2, 4)
+    short.horizon = 3
+    with pytest.raises(EnvCheckError, match="did not stop within 3 steps"):
+        check_env(short)
+    short.horizon = 0
+    with pytest.raises(EnvCheckError, match="horizon must be None or an int >= 1"):
+        check_env(short)
