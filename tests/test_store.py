@@ -108,6 +108,19 @@ def test_the_oracle_evaluates_each_object_once_across_restarts(tmp_path):
     assert again.store.oracle_count() == 5
 
 
+def test_a_vector_oracle_is_cached_as_vectors(tmp_path):
+    calls = []
+
+    def two(items):
+        calls.extend(items)
+        return torch.tensor([[len(x), -len(x)] for x in items], dtype=torch.float64)
+
+    path = tmp_path / "s.sqlite"
+    assert Oracle(two, SampleStore(path), key=str)(["ab", "c"]).tolist() == [[2, -2], [1, -1]]
+    again = Oracle(two, SampleStore(path), key=str)
+    assert again(["c", "ab"]).tolist() == [[1, -1], [2, -2]] and calls == ["ab", "c"]
+
+
 def picky(items):
     if any(x.startswith("bad") for x in items):
         raise ValueError(f"cannot score {[x for x in items if x.startswith('bad')][0]}")
