@@ -55,7 +55,8 @@ def _import(module_name: str) -> Any:
 
 
 def _load_file(path: Path) -> Any:
-    """Import a Python file as a module (once per file: the same path gives the same module)."""
+    """Import a Python file as a module (once per file: the same path gives the same module),
+    its folder searched first for the modules it imports, as when it runs as a script."""
     if path.is_dir():
         raise UsageError(f"{path} is a directory, expected a Python file")
     if not path.is_file():
@@ -67,6 +68,9 @@ def _load_file(path: Path) -> Any:
     if spec is None or spec.loader is None:
         raise UsageError(f"cannot import {path}")
     module = importlib.util.module_from_spec(spec)
+    folder = str(path.resolve().parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
     sys.modules[key] = module
     try:
         spec.loader.exec_module(module)

@@ -177,6 +177,17 @@ def test_resolution_and_options():
     assert op.options["op_lambda"] == 0.3 and "lambda" not in op.options
 
 
+def test_a_plugin_file_imports_modules_beside_it(tmp_path):
+    folder = tmp_path / "user_project"
+    folder.mkdir()
+    (folder / "gflow_test_helper_sibling.py").write_text("SCALE = 3\n")
+    (folder / "reward.py").write_text(
+        "from gflow_test_helper_sibling import SCALE\n\n"
+        "def fn(mols):\n    return [SCALE] * len(mols)\n"
+    )
+    assert load(f"{folder / 'reward.py'}:fn", "function")([None, None]) == [3, 3]
+
+
 def custom_balance(traj):
     """A loss registered by a test: TB on half the log reward (targets R^(1/2))."""
     residual = traj.log_r_theta - 0.5 * traj.log_reward
