@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any, cast
 import torch
 
 from gflow.bench import mogfn_pc
+from gflow.bench.common import registered_env
 from gflow.conditioning import ConditionalEnv
-from gflow.envs.registry import ENVIRONMENTS
 from gflow.exact import exact_report, state_graph
 from gflow.metrics import pareto_front
 from gflow.policies.base import Policy
@@ -66,8 +66,7 @@ def exact_errors(
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Train and evaluate; writes results.json and plots under args.out."""
-    spec = ENVIRONMENTS[ENV]
-    base = cast("MOHyperGrid", spec(args.device, **spec.pick(vars(args))))  # what the entry builds
+    base = cast("MOHyperGrid", registered_env(ENV, args))
     task = mogfn_pc.Task(
         name=NAME,
         base=base,
