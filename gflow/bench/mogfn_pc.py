@@ -234,7 +234,10 @@ def run_mogfn(
     series = {"loss": [(e["step"], e["loss"]) for e in training["loss_history"]]}
     for key in (*CURVE_KEYS, *_floats(extra)):
         series[key] = [(e["step"], e[key]) for e in curve.points if key in e]
-    curves(series, out / CURVES_PLOT, title=f"{task.name} (MOGFN-PC, TB)", log_scale=("loss",))
+    series = {key: points for key, points in series.items() if points}
+    if series:  # a run stopped (e.g. by --max-seconds) before its first log step has none
+        title = f"{task.name} (MOGFN-PC, TB)"
+        curves(series, out / CURVES_PLOT, title=title, log_scale=("loss",))
     results = {
         "benchmark": task.name,
         "method": "MOGFN-PC: trajectory balance, policy and log Z conditioned on (w, beta)",
@@ -262,7 +265,7 @@ def run_mogfn(
         },
         "evaluation": metrics | extra,
         "curve": curve.points,
-        "plots": [PARETO_PLOT, CURVES_PLOT],
+        "plots": [PARETO_PLOT, CURVES_PLOT] if series else [PARETO_PLOT],
         "total_seconds": time.perf_counter() - started,
     }
     save_json(out / RESULTS, results)
