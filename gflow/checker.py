@@ -104,6 +104,12 @@ def check_env(
     )
 
 
+def forbidden(allowed: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """(n,) bool, on the mask's device: where row i of mask `allowed` forbids `actions[i]`."""
+    rows = torch.arange(len(actions), device=allowed.device)
+    return ~allowed[rows, actions.to(allowed.device)]
+
+
 class _Checker:
     """The state of one check: the env, its random generator and what was already verified."""
 
@@ -468,8 +474,7 @@ class _Checker:
                     int(action[j]),
                 )
         back = self.actions("backward_action", parents, action, env.n_backward, where)
-        allowed = self.mask("backward_mask", children, env.n_backward)
-        denied = ~allowed[torch.arange(len(row), device=allowed.device), back.to(allowed.device)]
+        denied = forbidden(self.mask("backward_mask", children, env.n_backward), back)
         if denied.any():
             j = int(denied.nonzero()[0])
             self.fail(
@@ -523,8 +528,7 @@ class _Checker:
                         int(back[j]),
                     )
         action = self.actions("forward_action", here, back, env.n_actions - 1, where)
-        allowed = self.mask("forward_mask", parents, env.n_actions)
-        denied = ~allowed[torch.arange(len(row), device=allowed.device), action.to(allowed.device)]
+        denied = forbidden(self.mask("forward_mask", parents, env.n_actions), action)
         if denied.any():
             j = int(denied.nonzero()[0])
             self.fail(
@@ -566,9 +570,7 @@ class _Checker:
         """(n,) bool: where backward action `actions` from `states` is illegal or leads to a
         state whose key differs from `parent_keys` (for states known only up to their keys,
         e.g. graphs up to isomorphism, where the exact reverse action is not unique)."""
-        allowed = self.mask("backward_mask", states, self.env.n_backward)
-        rows = torch.arange(len(actions), device=allowed.device)
-        denied = ~allowed[rows, actions.to(allowed.device)]
+        denied = forbidden(self.mask("backward_mask", states, self.env.n_backward), actions)
         undone = self.call("backward_step", states, actions)
         undone_keys = self.sized_keys("backward_step", undone, len(actions))
         moved = [got != key for got, key in zip(undone_keys, parent_keys, strict=True)]
