@@ -338,25 +338,12 @@ def machine(peer: dict[str, str] | None, threads: int) -> dict[str, Any]:
     """Where and with what the benchmark ran."""
     import torch
 
-    cpu = platform.processor()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        names = [
-            ln.split(":", 1)[1].strip()
-            for ln in cpuinfo.read_text().splitlines()
-            if ln.startswith("model name")
-        ]
-        cpu = names[0] if names else cpu
-    git = ["git", "-C", str(ROOT)]
-    commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True)
-    changed = subprocess.run(
-        [*git, "status", "--porcelain", "--", "gflow", "envs"], capture_output=True, text=True
-    )
+    from gflow.bench.machine import code_state, cpu_name
+
     return {
-        "gflow_commit": commit.stdout.strip() or None,
-        "gflow_uncommitted_files": [line[3:] for line in changed.stdout.splitlines()],
+        **code_state(ROOT),
         "platform": platform.platform(),
-        "cpu": cpu,
+        "cpu": cpu_name(),
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "torch_threads_per_run": threads,

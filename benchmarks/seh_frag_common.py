@@ -16,6 +16,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
+from gflow.bench.machine import code_state, cpu_name
 from gflow.bench.plots import save_figure
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,26 +28,11 @@ def machine(threads: int) -> dict[str, Any]:
     """Where, when and with what the benchmark ran."""
     import torch
 
-    cpu = platform.processor()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        names = [
-            line.split(":", 1)[1].strip()
-            for line in cpuinfo.read_text().splitlines()
-            if line.startswith("model name")
-        ]
-        cpu = names[0] if names else cpu
-    git = ["git", "-C", str(ROOT)]
-    commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True)
-    changed = subprocess.run(
-        [*git, "status", "--porcelain", "--", "gflow", "envs"], capture_output=True, text=True
-    )
     return {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "gflow_commit": commit.stdout.strip() or None,
-        "gflow_uncommitted_files": [line[3:] for line in changed.stdout.splitlines()],
+        **code_state(ROOT),
         "platform": platform.platform(),
-        "cpu": cpu,
+        "cpu": cpu_name(),
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "torch": torch.__version__,
