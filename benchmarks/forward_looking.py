@@ -36,6 +36,7 @@ import torch
 from gflow.envs.sets import SIZES, SetGeneration
 
 from gflow.bench.machine import machine_info
+from gflow.bench.plots import save_figure
 from gflow.checkpoint import save_json, seed_everything
 from gflow.objectives import get_objective
 from gflow.replay import ReplayBuffer
@@ -302,13 +303,11 @@ def finding(summary: dict[str, Any], learn_pb: bool) -> str:
 def plot(runs: list[dict[str, Any]], references: dict[str, Any], path: Path) -> None:
     """Per size: the top-K curve (top row) and the mean log-reward of evaluation draws (bottom
     row) of each objective, with the perfect sampler and the exact values as references."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     sizes = list(references)
-    fig, axes = plt.subplots(2, len(sizes), figsize=(5 * len(sizes), 7.5), squeeze=False)
+    fig = Figure(figsize=(5 * len(sizes), 7.5), layout="tight")
+    axes = fig.subplots(2, len(sizes), squeeze=False)
     for column, size in enumerate(sizes):
         top, mean = axes[0][column], axes[1][column]
         ref = references[size]
@@ -327,9 +326,7 @@ def plot(runs: list[dict[str, Any]], references: dict[str, Any], path: Path) -> 
     axes[1][0].set_ylabel("mean log R of evaluation draws")
     axes[0][0].legend(fontsize=8)
     axes[1][0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

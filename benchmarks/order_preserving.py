@@ -39,6 +39,7 @@ from gflow.envs.hypergrid import HyperGrid
 from gflow.envs.mo_hypergrid import MOHyperGrid
 
 from gflow.bench.machine import machine_info
+from gflow.bench.plots import save_figure
 from gflow.checkpoint import save_json, seed_everything
 from gflow.conditioning import ConditionalEnv, Conditioning, TemperatureDistribution
 from gflow.env import Env
@@ -273,12 +274,10 @@ def plot(
     modes: int,
 ) -> None:
     """Left: modes found against steps; middle: hypervolume of draws; right: Pareto share."""
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    fig = Figure(figsize=(15, 4), layout="tight")
+    axes = fig.subplots(1, 3)
     for label in dict.fromkeys(single_label(r) for r in single):
         axes[0].plot(*mean_curve([r for r in single if single_label(r) == label]), label=label)
     axes[0].axhline(modes, ls="--", c="k", lw=1, label="all modes")
@@ -295,9 +294,7 @@ def plot(
         ax.set_title(title)
         ax.set_xlabel("training step")
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
