@@ -33,6 +33,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from hypergrid_tb import DEFAULT_VENV, ROOT, ensure_peer, launch, machine, peer_versions  # noqa: E402
+from timing import time_iterations  # noqa: E402
 
 PEER_SCRIPT = ROOT / "benchmarks" / "peers" / "torchgfn_throughput.py"
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "throughput.json"
@@ -74,28 +75,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.seconds <= 0 or args.warmup < 0:
         p.error("--seconds must be > 0 and --warmup >= 0")
     return args
-
-
-def time_iterations(step: Any, args: argparse.Namespace) -> dict[str, Any]:
-    """Run `step` `warmup` times untimed, then until the wall budget (and the minimum count) is
-    spent; iterations, wall and CPU seconds."""
-    import torch
-
-    sync = torch.cuda.synchronize if args.device.startswith("cuda") else lambda: None
-    for _ in range(args.warmup):
-        step()
-    sync()
-    wall, cpu = time.perf_counter(), time.process_time()
-    iterations = 0
-    while iterations < args.min_iterations or time.perf_counter() - wall < args.seconds:
-        step()
-        iterations += 1
-    sync()
-    return {
-        "iterations": iterations,
-        "wall_seconds": time.perf_counter() - wall,
-        "cpu_seconds": time.process_time() - cpu,
-    }
 
 
 def run_gflow(args: argparse.Namespace) -> dict[str, Any]:

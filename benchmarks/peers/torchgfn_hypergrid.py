@@ -15,11 +15,9 @@ import time
 
 import torch
 from gfn.estimators import DiscretePolicyEstimator
-from gfn.gflownet import TBGFlowNet
 from gfn.gym import HyperGrid
 from gfn.preprocessors import KHotPreprocessor
-from gfn.samplers import Sampler
-from gfn.utils.modules import MLP
+from torchgfn_tb import tb_training
 
 
 def parse_args() -> argparse.Namespace:
@@ -85,20 +83,9 @@ def main() -> None:
         reward_fn_kwargs={"R0": args.r0, "R1": 0.5, "R2": 2.0},
     )
     preprocessor = KHotPreprocessor(height=args.height, ndim=args.ndim)
-    module = MLP(
-        input_dim=preprocessor.output_dim,
-        output_dim=env.n_actions,
-        hidden_dim=args.hidden,
-        n_hidden_layers=args.layers,
-        activation_fn="leaky_relu",
+    gflownet, sampler, optimizer = tb_training(
+        env, preprocessor, args.hidden, args.layers, args.lr, args.lr_logz
     )
-    pf = DiscretePolicyEstimator(module, env.n_actions, preprocessor=preprocessor)
-    pb = DiscretePolicyEstimator.uniform(env.n_actions, preprocessor=preprocessor)
-    gflownet = TBGFlowNet(pf=pf, pb=pb, init_logZ=0.0)
-    sampler = Sampler(estimator=pf)
-    # Fused Adam, as gflow's training loop uses: the optimizer step costs the same on both sides.
-    optimizer = torch.optim.Adam(gflownet.pf_pb_parameters(), lr=args.lr, fused=True)
-    optimizer.add_param_group({"params": gflownet.logz_parameters(), "lr": args.lr_logz})
     on_policy = args.epsilon == 0.0
     grid = all_states(args.ndim, args.height)
 
@@ -116,7 +103,9 @@ def main() -> None:
             optimizer.step()
         seconds += time.perf_counter() - start
         iteration += args.eval_every
-        curve.append({"iteration": iteration, "seconds": seconds, "tv": exact_tv(env, pf, grid)})
+        curve.append(
+            {"iteration": iteration, "seconds": seconds, "tv": exact_tv(env, gflownet.pf, grid)}
+        )
     print(json.dumps({"curve": curve}))
 
 

@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
+import sys
+from pathlib import Path
 
 import torch
-from gfn.estimators import DiscretePolicyEstimator
-from gfn.gflownet import TBGFlowNet
 from gfn.gym import BitSequence, HyperGrid
 from gfn.preprocessors import KHotPreprocessor, Preprocessor
-from gfn.samplers import Sampler
-from gfn.utils.modules import MLP
+from torchgfn_tb import tb_training
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from timing import time_iterations  # noqa: E402
 
 
 class WordSlots(Preprocessor):
@@ -69,19 +70,9 @@ def main() -> None:
             word_size=8, seq_size=120, n_modes=60, seed=args.seed, device_str=args.device
         )
         preprocessor = WordSlots(env.words_per_seq, 2**8)
-    module = MLP(
-        input_dim=preprocessor.output_dim,
-        output_dim=env.n_actions,
-        hidden_dim=args.hidden,
-        n_hidden_layers=args.layers,
-        activation_fn="leaky_relu",
+    gflownet, sampler, optimizer = tb_training(
+        env, preprocessor, args.hidden, args.layers, 1e-3, 1e-1, args.device
     )
-    pf = DiscretePolicyEstimator(module, env.n_actions, preprocessor=preprocessor)
-    pb = DiscretePolicyEstimator.uniform(env.n_actions, preprocessor=preprocessor)
-    gflownet = TBGFlowNet(pf=pf, pb=pb, init_logZ=0.0).to(args.device)
-    sampler = Sampler(estimator=pf)
-    optimizer = torch.optim.Adam(gflownet.pf_pb_parameters(), lr=1e-3, fused=True)
-    optimizer.add_param_group({"params": gflownet.logz_parameters(), "lr": 1e-1})
 
     def step() -> None:
         trajectories = sampler.sample_trajectories(env, n=args.batch, save_logprobs=True)
@@ -90,25 +81,7 @@ def main() -> None:
         loss.backward()
         optimizer.step()
 
-    sync = torch.cuda.synchronize if args.device.startswith("cuda") else lambda: None
-    for _ in range(args.warmup):
-        step()
-    sync()
-    wall, cpu = time.perf_counter(), time.process_time()
-    iterations = 0
-    while iterations < args.min_iterations or time.perf_counter() - wall < args.seconds:
-        step()
-        iterations += 1
-    sync()
-    print(
-        json.dumps(
-            {
-                "iterations": iterations,
-                "wall_seconds": time.perf_counter() - wall,
-                "cpu_seconds": time.process_time() - cpu,
-            }
-        )
-    )
+    print(json.dumps(time_iterations(step, args)))
 
 
 if __name__ == "__main__":
