@@ -403,15 +403,23 @@ class ConditionalEnv(EnvWrapper):
             )
         return ConditionalEnv(self.env, self.conditioning, cond)
 
-    def log_reward(self, states: States, cond: torch.Tensor | None = None) -> torch.Tensor:
-        """(n,) log R(x | c) with one conditioning row per state (or the fixed condition)."""
+    MISSING_ROWS = "this reward is conditional: pass cond rows, or fix one with at()"
+    """The error when the reward is asked for without rows and no condition is fixed."""
+
+    def condition_rows(self, states: States, cond: torch.Tensor | None) -> torch.Tensor:
+        """One conditioning row per state: `cond`, or the fixed condition repeated."""
         n = self.env.size(states)
         if cond is None:
             if self.fixed is None:
-                raise ValueError("this reward is conditional: pass cond rows, or fix one with at()")
+                raise ValueError(self.MISSING_ROWS)
             cond = self.fixed.expand(n, -1)
         if len(cond) != n:
             raise ValueError(f"{len(cond)} conditioning rows for {n} states")
+        return cond
+
+    def log_reward(self, states: States, cond: torch.Tensor | None = None) -> torch.Tensor:
+        """(n,) log R(x | c) with one conditioning row per state (or the fixed condition)."""
+        cond = self.condition_rows(states, cond)
         if self.conditioning.n_reward_components:
             return self.conditioning.log_reward(cond, self.env.reward_components(states))
         return self.conditioning.temper(cond, self.env.log_reward(states))

@@ -133,6 +133,8 @@ class OutcomeEnv(ConditionalEnv):
     rows (y's encoding); the wrapped environment's own reward is never evaluated. Built with
     an `OutcomeConditioning` (see `outcome_env`)."""
 
+    MISSING_ROWS = "the outcome reward needs outcome codes, or one fixed with at()"
+
     # OutcomeConditioning is not a Conditioning: ConditionalEnv reads only its n_objectives and
     # cond_dim (duck-typed), and this class narrows the property to what it really holds.
     @property
@@ -147,12 +149,7 @@ class OutcomeEnv(ConditionalEnv):
 
     def log_reward(self, states: States, cond: torch.Tensor | None = None) -> torch.Tensor:
         """(n,) log R(x | y) with one outcome code per state (or the fixed one)."""
-        n = self.env.size(states)
-        if cond is None:
-            if self.fixed is None:
-                raise ValueError("the outcome reward needs outcome codes, or one fixed with at()")
-            cond = self.fixed.expand(n, -1)
-        return self.conditioning.log_reward(states, cond)
+        return self.conditioning.log_reward(states, self.condition_rows(states, cond))
 
 
 def outcome_env(
