@@ -17,6 +17,7 @@ import pytest
 import torch
 from gflow.envs.graphs import GraphEnv
 from gflow.envs.hypergrid import HyperGrid
+from test_cli_train import call
 
 from gflow.checkpoint import (
     MAGIC,
@@ -31,7 +32,6 @@ from gflow.checkpoint import (
     save_json,
     set_rng_state,
 )
-from gflow.cli import main
 from gflow.objectives import get_objective
 from gflow.replay import ReplayBuffer
 from gflow.sampling import sample_forward
@@ -59,16 +59,6 @@ def crafted(path, marker, framed=True):
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(frame_payload(buffer.getvalue()) if framed else buffer.getvalue())
     return path
-
-
-def call(argv, capsys):
-    """Run `gflow ARGV` in-process: exit status, stdout, stderr."""
-    try:
-        code = main(argv)
-    except SystemExit as stop:
-        code = stop.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def one_line_error(err):
