@@ -34,7 +34,9 @@ from gflow.envs.rewards import SEHProxy, seh_reward  # noqa: E402
 from peers import recursion_gflownet as peer_side  # noqa: E402
 from seh_frag_common import (  # noqa: E402
     RESULTS_DIR,
+    add_side_by_side_arguments,
     at_step,
+    check_side_by_side_arguments,
     curve_figure,
     machine,
     run_gflow,
@@ -61,40 +63,15 @@ METRICS = [
 def parse_args() -> argparse.Namespace:
     """Benchmark settings."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--steps", type=int, default=120, help="training steps of the peer")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads, each side")
+    add_side_by_side_arguments(p, RESULTS_DIR / "seh_frag.json")
     p.add_argument("--repeats", type=int, default=1, help="peer-then-gflow rounds")
-    p.add_argument("--log-every", type=int, default=10, help="steps between curve points")
-    p.add_argument(
-        "--gflow-seconds",
-        type=float,
-        default=None,
-        help="gflow's training budget in seconds (default: the peer's wall time; without --peer, "
-        "none: gflow runs --steps)",
-    )
-    p.add_argument(
-        "--peer-run",
-        type=Path,
-        default=None,
-        help="reuse an earlier peer run folder (its results.json and log) instead of training "
-        "the peer again; recorded as reused",
-    )
     p.add_argument("--peer-partial-rss-mb", type=float, default=None,
                    help="--peer-run did not finish: use its first --steps steps, with this "
                    "peak RSS measured from outside")  # fmt: skip
-    p.add_argument("--gflow-run", type=Path, default=None,
-                   help="reuse a finished gflow run folder, no new training")  # fmt: skip
-    p.add_argument("--note", default=None, help="how the sides were run, kept in the results")
-    p.add_argument("--work", type=Path, default=None, help="run folders (default: a temp dir)")
-    p.add_argument("--results", type=Path, default=RESULTS_DIR / "seh_frag.json")
     peer_side.add_arguments(p)
     args = p.parse_args()
-    if args.steps < 1 or args.batch_size < 1 or args.repeats < 1 or args.log_every < 1:
-        p.error("--steps, --batch-size, --repeats and --log-every must be >= 1")
-    if args.steps % args.log_every:
-        p.error(f"--steps ({args.steps}) must be a multiple of --log-every ({args.log_every})")
+    counts = ["--steps", "--batch-size", "--repeats", "--log-every"]
+    check_side_by_side_arguments(p, args, counts)
     return args
 
 

@@ -4,6 +4,7 @@ sides' curves against training steps and against wall-clock seconds on the same 
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
 import os
@@ -22,6 +23,38 @@ from gflow.bench.plots import save_figure
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "benchmarks" / "results"
 COLOURS = {"gflow": "tab:blue", "peer": "tab:red"}
+
+
+def add_side_by_side_arguments(p: argparse.ArgumentParser, results: Path) -> None:
+    """The options both side-by-side molecule benchmarks take (run lengths, reuse, outputs)."""
+    p.add_argument("--steps", type=int, default=120, help="training steps of the peer")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads, each side")
+    p.add_argument("--log-every", type=int, default=10, help="steps between curve points")
+    p.add_argument("--gflow-seconds", type=float, default=None,
+                   help="gflow's training budget in seconds (default: the peer's wall time; "
+                   "without --peer, none: gflow runs --steps)")  # fmt: skip
+    p.add_argument("--peer-run", type=Path, default=None,
+                   help="reuse an earlier peer run folder (its results.json and log) instead of "
+                   "training the peer again; recorded as reused")  # fmt: skip
+    p.add_argument("--gflow-run", type=Path, default=None,
+                   help="reuse a finished gflow run folder, no new training")  # fmt: skip
+    p.add_argument("--note", default=None, help="how the sides were run, kept in the results")
+    p.add_argument("--work", type=Path, default=None, help="run folders (default: a temp dir)")
+    p.add_argument("--results", type=Path, default=results)
+
+
+def check_side_by_side_arguments(
+    p: argparse.ArgumentParser, args: argparse.Namespace, counts: Sequence[str]
+) -> None:
+    """Refuse counts below 1 (`counts`: option names, as attributes) and a --steps that is not
+    a multiple of --log-every."""
+    if any(getattr(args, name.lstrip("-").replace("-", "_")) < 1 for name in counts):
+        names = ", ".join(counts[:-1]) + f" and {counts[-1]}"
+        p.error(f"{names} must be >= 1")
+    if args.steps % args.log_every:
+        p.error(f"--steps ({args.steps}) must be a multiple of --log-every ({args.log_every})")
 
 
 def machine(threads: int) -> dict[str, Any]:

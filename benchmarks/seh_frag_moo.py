@@ -37,7 +37,9 @@ from gflow.envs.rewards import SEHProxy, qed  # noqa: E402
 from peers import recursion_gflownet as peer_side  # noqa: E402
 from seh_frag_common import (  # noqa: E402
     RESULTS_DIR,
+    add_side_by_side_arguments,
     at_step,
+    check_side_by_side_arguments,
     curve_figure,
     machine,
     run_gflow,
@@ -59,26 +61,10 @@ METRICS = [("hypervolume", "hypervolume of generated (sEH, QED)"), ("rss_mb", "R
 def parse_args() -> argparse.Namespace:
     """Benchmark settings."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--steps", type=int, default=120, help="training steps of the peer")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads, each side")
-    p.add_argument("--log-every", type=int, default=10, help="steps between curve points")
-    p.add_argument("--gflow-seconds", type=float, default=None,
-                   help="gflow's training budget (default: the peer's wall time)")  # fmt: skip
-    p.add_argument("--peer-run", type=Path, default=None,
-                   help="reuse a finished peer run folder, no new training")  # fmt: skip
-    p.add_argument("--gflow-run", type=Path, default=None,
-                   help="reuse a finished gflow run folder, no new training")  # fmt: skip
-    p.add_argument("--note", default=None, help="how the sides were run, kept in the results")
-    p.add_argument("--work", type=Path, default=None, help="run folders (default: a temp dir)")
-    p.add_argument("--results", type=Path, default=RESULTS_DIR / "seh_frag_moo.json")
+    add_side_by_side_arguments(p, RESULTS_DIR / "seh_frag_moo.json")
     peer_side.add_arguments(p)
     args = p.parse_args()
-    if args.steps < 1 or args.batch_size < 1 or args.log_every < 1:
-        p.error("--steps, --batch-size and --log-every must be >= 1")
-    if args.steps % args.log_every:
-        p.error(f"--steps ({args.steps}) must be a multiple of --log-every ({args.log_every})")
+    check_side_by_side_arguments(p, args, ["--steps", "--batch-size", "--log-every"])
     return args
 
 
