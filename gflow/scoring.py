@@ -51,12 +51,12 @@ def score(
     # outputs recorded while sampling (sample_forward(keep_outputs=True)) replace a second pass
     out = recorded_outputs(policy, rollout) or policy(env.featurize(rollout.states), cond_rows)
     fwd_mask = env.forward_mask(rollout.states)
-    fwd_logp = masked_log_softmax(out.forward_logits, fwd_mask)
-    actions = rollout.actions.clamp(min=0)
     steps = width - 1
-    taken = _pad_rows(fwd_logp, mask)[:, :steps].gather(2, actions[..., None]).squeeze(2)
     transition = torch.arange(steps, device=mask.device) < rollout.lengths[:, None]
-    log_pf = taken * transition
+    no_action = rollout.actions.new_full((n, 1), -1)
+    fwd_lse = _masked_logsumexp(out.forward_logits, fwd_mask)
+    taken = _taken_log_prob(out.forward_logits, fwd_lse, _per_row(rollout.actions, no_action, mask))
+    log_pf = torch.where(transition, _pad(taken, mask)[:, :steps], 0.0)
 
     moved = rollout.backward_actions >= 0
     bwd_mask = env.backward_mask(rollout.states)
@@ -64,10 +64,10 @@ def score(
         counts = bwd_mask.sum(1).clamp(min=1).float()
         child_logp = _pad(-counts.log(), mask)[:, 1:]
     else:
-        bwd_logp = masked_log_softmax(out.backward_logits, bwd_mask)
-        back = rollout.backward_actions.clamp(min=0)
-        child_logp = _pad_rows(bwd_logp, mask)[:, 1:].gather(2, back[..., None]).squeeze(2)
-    log_pb = child_logp * moved
+        back = _per_row(rollout.backward_actions, no_action, mask, first=True)
+        bwd_lse = _masked_logsumexp(out.backward_logits, bwd_mask)
+        child_logp = _pad(_taken_log_prob(out.backward_logits, bwd_lse, back), mask)[:, 1:]
+    log_pb = torch.where(moved, child_logp, 0.0)
 
     log_z = policy.log_z(rollout.cond, n)
     log_flow = _pad(out.log_flow, mask)
@@ -97,7 +97,8 @@ def score(
         stoppable = fwd_mask[:, env.stop]
         traj.energy = energy
         traj.can_stop = _pad(stoppable, mask)
-        traj.log_pf_stop = _pad(torch.where(stoppable, fwd_logp[:, env.stop], 0.0), mask)
+        stop_logp = out.forward_logits[:, env.stop] - fwd_lse
+        traj.log_pf_stop = _pad(torch.where(stoppable, stop_logp, 0.0), mask)
     if "reward_components" in needs:
         traj.reward_components = _reward_components(env, rollout)
     if "backward_kl" in needs:
@@ -155,11 +156,31 @@ def _uniform_kl(logits: torch.Tensor | None, mask: torch.Tensor) -> torch.Tensor
     return torch.where(count > 0, kl, 0.0)
 
 
-def _pad_rows(rows: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Scatter (N, k) rows in step-major order into a padded (B, T+1, k) grid."""
-    grid = rows.new_zeros(mask.shape[1], mask.shape[0], rows.shape[1])
-    grid[mask.T] = rows
-    return grid.transpose(0, 1)
+def _per_row(
+    actions: torch.Tensor, none: torch.Tensor, mask: torch.Tensor, first: bool = False
+) -> torch.Tensor:
+    """(N,) the action of each real state in step-major order, from a (B, T) grid: the action
+    taken at s_t, or with `first` the one that reached s_t (backward actions); -1 where none."""
+    grid = torch.cat([none, actions] if first else [actions, none], dim=1)
+    return grid.T[mask.T]
+
+
+def _masked_logsumexp(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(N,) log of the summed exp(logits) over each row's legal entries; a row with none gets
+    the logsumexp of its raw logits (finite; it has no action to score)."""
+    legal = logits.masked_fill(~mask, float("-inf"))
+    empty = ~mask.any(dim=1)
+    if bool(empty.any()):
+        legal = torch.where(empty[:, None], logits, legal)
+    return legal.logsumexp(dim=1)
+
+
+def _taken_log_prob(logits: torch.Tensor, lse: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """(N,) log-probability of each row's action (`_per_row`) under the masked softmax whose
+    normalizer is `lse`; 0 for rows with no action. Reading one entry per row instead of the
+    whole masked log-softmax spares a dense (N, n_actions) output and its padded copy."""
+    picked = logits.gather(1, actions.clamp(min=0)[:, None]).squeeze(1) - lse
+    return torch.where(actions >= 0, picked, 0.0)
 
 
 def _add_edge_flows(

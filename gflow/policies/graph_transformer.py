@@ -9,7 +9,7 @@ from torch_geometric.data import Batch
 from torch_geometric.nn import TransformerConv
 
 from gflow.graph_layout import GraphActionLayout
-from gflow.policies.base import Policy, PolicyOutput
+from gflow.policies.base import OutputRecorder, Policy, PolicyOutput
 from gflow.policies.mlp import mlp
 
 
@@ -147,6 +147,15 @@ class GraphTransformerPolicy(Policy):
         """Only the forward logits (what sampling needs), skipping the backward head."""
         return self.forward_heads(features, *self._encode(features, cond))[0]
 
+    def recorder(self) -> OutputRecorder | None:
+        """Keeps the sampling passes' outputs with their autograd graphs, so that scoring reuses
+        them (`_GraphRecorder`); None for a subclass that computes its outputs differently."""
+        cls = type(self)
+        methods = (cls.forward, cls.forward_logits)
+        if methods != (GraphTransformerPolicy.forward, GraphTransformerPolicy.forward_logits):
+            return None
+        return _GraphRecorder(self)
+
     def _encode(
         self, features: Batch, cond: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -209,3 +218,32 @@ class GraphTransformerPolicy(Policy):
     def log_z_parameters(self) -> list[nn.Parameter]:
         """Parameters of log Z, which usually train with a larger learning rate."""
         return list(self.log_z_net.parameters()) if self.cond_dim else [self.log_z_param]
+
+
+class _GraphRecorder(OutputRecorder):
+    """Runs the whole policy (every head) with autograd on while sampling, keeps the outputs and
+    gives them back concatenated: scoring then needs no second pass over the visited states, and
+    the backward pass runs through the sampling passes' own graphs. The draws are made from the
+    same forward logits as without recording; the outputs equal a fresh pass's up to float
+    rounding (the same rows in smaller batches)."""
+
+    def __init__(self, policy: GraphTransformerPolicy):
+        self.policy = policy
+        self.kept: list[PolicyOutput] = []
+
+    def forward_logits(self, features: Batch, cond: torch.Tensor | None = None) -> torch.Tensor:
+        with torch.enable_grad():
+            out = self.policy(features, cond)
+        self.kept.append(out)
+        return out.forward_logits.detach()
+
+    def outputs(self) -> PolicyOutput | None:
+        kept, self.kept = self.kept, []
+        if not kept:
+            return None
+        backward = [out.backward_logits for out in kept]
+        return PolicyOutput(
+            torch.cat([out.forward_logits for out in kept]),
+            None if backward[0] is None else torch.cat(backward),  # type: ignore[arg-type]
+            torch.cat([out.log_flow for out in kept]),
+        )
