@@ -15,6 +15,13 @@ the step calls, so that the profile follows whatever path the trainer takes:
 - other: whatever the step does besides (the finiteness check, the trainer's own code, and the
   tracking of the best objects sampled when `--top-k` turns it on).
 
+After the profile it measures the **floor** of the same iterations: the matrix products alone
+(the sampling pass's three linear layers at every step, on as many rows as were sampled at that
+step in the timed iterations; the heads and the gradient products of the backward pass over all
+visited states; no activation, mask, draw or bookkeeping) and the fused Adam step, each timed on
+the same clock with the same torch thread count, so that the report says how far an iteration is
+from what eager PyTorch cannot avoid (`--floor-iterations`, 0 to skip).
+
 The first `--warmup` iterations train untimed (trajectories lengthen as training goes, so the
 profile is of a run past its first iterations); the next `--iterations` are timed, and the report
 gives milliseconds per iteration and the share of each phase. Output: a markdown table on stdout
@@ -121,14 +128,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="track the best k objects as `gflow train` does by default (100); 0: off",
     )
     p.add_argument("--clock", choices=sorted(CLOCKS), default="cpu", help="what is timed")
+    p.add_argument(
+        "--floor-iterations", type=int, default=300,
+        help="timed iterations of the floor (matrix products and Adam step alone); 0: skip",
+    )
     p.add_argument("--label", default="current", help="name of this profile in the report")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = p.parse_args(argv)
     for name in ("batch", "hidden", "layers", "iterations", "threads"):
         if getattr(args, name) < 1:
             p.error(f"--{name} must be >= 1")
-    if args.warmup < 0:
-        p.error("--warmup must be >= 0")
+    if args.warmup < 0 or args.floor_iterations < 0:
+        p.error("--warmup and --floor-iterations must be >= 0")
     return args
 
 
@@ -138,6 +149,7 @@ def instrument(trainer: Any, clock: PhaseClock) -> None:
 
     import gflow.sampling
     import gflow.training
+    from gflow.tabular import TableWalk
 
     env, policy = trainer.env, trainer.policy
     gflow.training.sample_forward = clock.wrap_phase("sampling", gflow.sampling.sample_forward)
@@ -154,11 +166,12 @@ def instrument(trainer: Any, clock: PhaseClock) -> None:
             return rec
 
         policy.recorder = recorder
-    env.forward_mask = clock.wrap_part("masks", env.forward_mask)
-    env.backward_mask = clock.wrap_part("masks", env.backward_mask)
-    for name in ("step", "select", "featurize"):
-        part = "policy forward" if name == "featurize" else "env steps"
+    parts = {"forward_mask": "masks", "backward_mask": "masks", "featurize": "policy forward"}
+    parts |= {"step": "env steps", "select": "env steps"}
+    for name, part in parts.items():
         setattr(env, name, clock.wrap_part(part, getattr(env, name)))
+        if name != "backward_mask":  # the same parts of a walk on the state table
+            setattr(TableWalk, name, clock.wrap_part(part, getattr(TableWalk, name)))
     objective = trainer.objective
     trainer.objective = replace(objective, loss=clock.wrap_phase("loss", objective.loss))
     optimizer = trainer.optimizer
@@ -197,11 +210,13 @@ def profile(args: argparse.Namespace) -> dict[str, Any]:
     clock = PhaseClock(CLOCKS[args.clock])
     instrument(trainer, clock)
     lengths = []
+    rows: list[list[int]] = []
     sample = trainer.batch
 
     def batch() -> Any:
         rollout = sample()
         lengths.append(float(rollout.lengths.float().mean()))
+        rows.append(rollout.state_mask.sum(0).tolist())
         return rollout
 
     trainer.batch = batch
@@ -209,7 +224,63 @@ def profile(args: argparse.Namespace) -> dict[str, Any]:
     for _ in range(args.iterations):
         trainer.train_step()
     total = clock.now() - start
-    return summarize(clock, total, args, sum(lengths) / len(lengths))
+    report = summarize(clock, total, args, sum(lengths) / len(lengths))
+    if args.floor_iterations:
+        report["floor"] = floor(trainer, rows[: args.floor_iterations], clock.now)
+    return report
+
+
+def floor(trainer: Any, rows: list[list[int]], now: Callable[[], float]) -> dict[str, Any]:
+    """Milliseconds per iteration of the matrix products alone of the iterations whose rows per
+    sampling step are `rows` (the policy's linear layers at each step, without gradients; the
+    heads and the gradient products over all their states), and of the optimizer's step."""
+    import torch
+    import torch.nn.functional as F
+
+    from gflow.training import build_optimizer
+
+    policy = trainer.policy
+    linears = [*policy._trunk_linears, policy.forward_head]
+    heads = [policy.forward_head, policy.flow_head]
+    if policy.backward_head is not None:
+        heads.append(policy.backward_head)
+    width = max(sum(r) for r in rows)
+    x = torch.randn(width, linears[0].in_features)
+    acts = [x] + [torch.randn(width, lin.out_features) for lin in linears[:-1]]
+    seconds = {"sampling forwards": 0.0, "backward": 0.0, "optimizer": 0.0}
+    with torch.no_grad():
+        for sizes in rows:
+            start = now()
+            for r in sizes:
+                h = x[:r]
+                for lin in linears:
+                    h = F.linear(h, lin.weight, lin.bias)
+            seconds["sampling forwards"] += now() - start
+            n = sum(sizes)
+            start = now()
+            h = acts[-1][:n]
+            grad_h = None
+            for head in heads:
+                g = F.linear(h, head.weight, head.bias)  # the heads' forward on all states
+                g.T @ h  # the head's weight gradient
+                grad_h = g @ head.weight if grad_h is None else grad_h.addmm_(g, head.weight)
+            assert grad_h is not None
+            for i in reversed(range(len(policy._trunk_linears))):
+                weight = policy._trunk_linears[i].weight
+                grad_h.T @ acts[i][:n]  # weight gradient
+                if i:
+                    grad_h = grad_h @ weight  # gradient of the layer's input
+            seconds["backward"] += now() - start
+        for p in policy.parameters():
+            p.grad = torch.zeros_like(p)
+        optimizer = build_optimizer(policy, trainer.config)  # what the trainer builds
+        start = now()
+        for _ in rows:
+            optimizer.step()
+        seconds["optimizer"] = now() - start
+    policy.zero_grad(set_to_none=True)
+    parts = {k: 1e3 * v / len(rows) for k, v in seconds.items()}
+    return {"iterations": len(rows), "ms": parts, "total_ms": sum(parts.values())}
 
 
 def summarize(
@@ -278,6 +349,15 @@ def markdown(report: dict[str, Any]) -> str:
         if name == "sampling":
             for part, v in report["sampling_parts"].items():
                 rows.append(f"| - {part} | {v['ms']:.3f} | {100 * v['share']:.1f}% |")
+    if "floor" in report:
+        fl = report["floor"]
+        parts = ", ".join(f"{k} {v:.3f}" for k, v in fl["ms"].items())
+        ratio = report["ms_per_iteration"] / fl["total_ms"]
+        rows += [
+            "",
+            f"Floor (matrix products and the Adam step alone, same rows): {fl['total_ms']:.2f} ms "
+            f"per iteration ({parts} ms); the iteration is {ratio:.1f}x it.",
+        ]
     return "\n".join(rows) + "\n"
 
 

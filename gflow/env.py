@@ -88,7 +88,8 @@ class Env:
     def state_ids(self, states: States) -> torch.Tensor:
         """(n,) long: one integer per state, equal exactly when the states are equal (a compact
         integer encoding); declared by overriding, so that the sampler can evaluate the policy
-        once per distinct state of a large batch (`sample_forward(dedupe=True)`)."""
+        once per distinct state of a large batch (`sample_forward(dedupe=True)`) and, for an
+        enumerable environment, walk a table of ids (`gflow.tabular.state_table`)."""
         raise NotImplementedError(f"{type(self).__name__} declares no integer state ids")
 
     def reward_components(self, states: States) -> torch.Tensor:

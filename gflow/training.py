@@ -37,6 +37,7 @@ from gflow.replay import ReplayBuffer, cat_rollouts
 from gflow.run_config import RESUMABLE, ModelConfig, TrainConfig
 from gflow.sampling import DEDUPE_BATCH, Rollout, sample_backward, sample_forward
 from gflow.scoring import score
+from gflow.tabular import state_table
 
 __all__ = [
     "Callback",
@@ -65,8 +66,12 @@ class TopObjects:
         """Offer the objects of a rollout's complete trajectories."""
         done = rollout.done
         if done.any():
-            objects = self.env.select(rollout.terminal, done)
-            self.best.add(objects, rollout.log_reward[done])
+            self.add_objects(self.env.select(rollout.terminal, done), rollout.log_reward[done])
+
+    def add_objects(self, objects: Any, log_reward: torch.Tensor) -> None:
+        """Offer complete objects with their log rewards."""
+        if len(log_reward):
+            self.best.add(objects, log_reward)
             self.seen.update(self.env.keys(objects))
 
     def stats(self) -> dict[str, float | int | None]:
@@ -149,6 +154,8 @@ class Trainer:
         self.target = env.exact_target()
         exact = env.is_enumerable() and not env.conditional
         self.graph = state_graph(self.target) if exact else None
+        self.table = state_table(env)
+        """The environment's state table, which sampling walks when it has one (issue 11)."""
         self.out = None if config.out is None else Path(config.out)
         self.batch_size = config.batch_size
         """Trajectories this process samples per step: the whole batch, or its share when
@@ -160,6 +167,8 @@ class Trainer:
         self.loss_history: list[dict[str, Any]] = []
         self.last_loss: float | None = None
         self.last_batch: Rollout | None = None
+        self.online: int | None = None
+        """Rows of the last batch sampled on-policy (the first ones; replayed ones follow)."""
 
     def batch(self) -> Rollout:
         """One training batch: on-policy rollouts, plus replayed objects traced backward."""
@@ -174,9 +183,10 @@ class Trainer:
             keep_outputs=True,  # scoring reuses the sampling pass (issue 11)
             fixed_horizon=env.device.type == "cuda",  # no host sync while sampling (issue 11)
             dedupe=n >= DEDUPE_BATCH,  # one policy pass per distinct state (issue 11)
+            table=self.table,  # featurize, mask and step by lookups (issue 11)
         )
-        if self.top is not None:
-            self.top.add(online)
+        self.online = n
+        self.track(online)
         if self.buffer is None:
             return online
         done = online.done
@@ -188,6 +198,16 @@ class Trainer:
         states, log_reward, cond = self.buffer.sample(n_replay)
         replayed = sample_backward(env, self.policy, states, cond, log_reward)
         return cat_rollouts(env, [online, replayed])
+
+    def track(self, online: Rollout) -> None:
+        """Offer a step's on-policy rollouts to the top-k tracker (where there is one)."""
+        if self.top is not None:
+            self.top.add(online)
+
+    def gather(self, value: Any) -> list[Any] | None:
+        """Every training process's `value`, in process order, on the process that writes
+        (here the only one: `[value]`); None on the others (`gflow.distributed`)."""
+        return [value]
 
     def loss(self, batch: Rollout) -> torch.Tensor:
         """The objective's loss on a batch, scored with what the objective needs."""

@@ -10,10 +10,13 @@ from test_sampling import check_chains
 from gflow.checker import EnvCheckError, check_env
 from gflow.exact import state_graph, terminal_distribution
 from gflow.guards import LogitsError
+from gflow.objectives import get_objective
 from gflow.objectives.balance import trajectory_balance
 from gflow.policies.mlp import MLPPolicy
 from gflow.sampling import recorded_outputs, sample_forward, sample_forward_fixed
 from gflow.scoring import score
+from gflow.tabular import state_table
+from gflow.training import TrainConfig, Trainer
 
 
 def small_policy(env: HyperGrid, seed: int = 0, **kwargs) -> MLPPolicy:
@@ -22,12 +25,16 @@ def small_policy(env: HyperGrid, seed: int = 0, **kwargs) -> MLPPolicy:
 
 
 @pytest.mark.parametrize("keep_outputs", [False, True])
-def test_rollouts_keep_the_draws_made_before_the_speed_ups(keep_outputs):
+@pytest.mark.parametrize("tabular", [False, True])
+def test_rollouts_keep_the_draws_made_before_the_speed_ups(keep_outputs, tabular):
     # actions recorded with the sampler of commit cf80590 (before issue 11's changes)
     env = HyperGrid(3, 4)
     policy = small_policy(env)
+    table = state_table(env) if tabular else None
     torch.manual_seed(1)
-    r = sample_forward(env, policy, 6, keep_outputs=keep_outputs)
+    r = sample_forward(env, policy, 6, keep_outputs=keep_outputs, table=table)
+    if tabular:
+        check_chains(env, r)
     pad = [-1] * 6
     assert r.actions.tolist() == [
         [0, 1, 1, 2, 0, 2, 0, 1, 3],
@@ -39,7 +46,7 @@ def test_rollouts_keep_the_draws_made_before_the_speed_ups(keep_outputs):
     ]
     torch.manual_seed(2)
     r = sample_forward(env, policy, 5, epsilon=0.3, temperature=2.0, max_steps=4,
-                       keep_outputs=keep_outputs)
+                       keep_outputs=keep_outputs, table=table)
     assert r.actions.tolist() == [
         [1, 1, 1, 0], [2, 3, -1, -1], [2, 2, 3, -1], [3, -1, -1, -1], [3, -1, -1, -1]
     ]
@@ -206,3 +213,59 @@ def test_check_env_verifies_state_ids_and_the_horizon_contract():
     short.horizon = 0
     with pytest.raises(EnvCheckError, match="horizon must be None or an int >= 1"):
         check_env(short)
+
+
+@pytest.mark.parametrize("dedupe", [False, True])
+def test_tabular_rollouts_are_the_plain_ones_and_score_alike(dedupe):
+    env = HyperGrid(2, 5)
+    policy = small_policy(env, seed=8)
+    table = state_table(env)
+    torch.manual_seed(9)
+    plain = sample_forward(env, policy, 40, keep_outputs=True, dedupe=dedupe)
+    torch.manual_seed(9)
+    walked = sample_forward(env, policy, 40, keep_outputs=True, dedupe=dedupe, table=table)
+    for name in ("states", "state_mask", "actions", "backward_actions", "lengths", "terminal",
+                 "log_reward"):
+        assert torch.equal(getattr(plain, name), getattr(walked, name)), name
+    assert torch.equal(score(env, policy, plain).log_pf, score(env, policy, walked).log_pf)
+
+
+def test_state_tables_hold_the_environments_own_features_masks_and_steps():
+    env = HyperGrid(3, 4)
+    table = state_table(env)
+    assert table is not None and table.initial == 0
+    states = env.enumerate_states()
+    ids = env.state_ids(states)
+    assert torch.equal(table.states[ids], states)
+    assert torch.equal(table.features[ids], env.featurize(states))
+    assert torch.equal(table.forward_mask[ids], env.forward_mask(states))
+    for action in range(env.n_actions):
+        legal = env.forward_mask(states)[:, action]
+        if action == env.stop:
+            assert torch.equal(table.children[ids, action], ids)
+            continue
+        moved = env.step(states[legal], torch.full((int(legal.sum()),), action))
+        assert torch.equal(table.children[ids[legal], action], env.state_ids(moved))
+        assert torch.equal(table.children[ids[~legal], action], ids[~legal])  # never taken
+    # the trainer walks it; environments without ids or enumeration have none
+    config = TrainConfig(steps=1, eval_every=0)
+    trainer = Trainer(env, small_policy(env), get_objective("tb"), config)
+    assert trainer.table is not None
+    assert state_table(NotEnumerable(2, 3)) is None
+
+
+class NotEnumerable(HyperGrid):
+    def is_enumerable(self):
+        return False
+
+
+class LeavesTheGrid(HyperGrid):
+    def step(self, states, actions):
+        return states + 2 * self._unit[actions]
+
+
+def test_state_tables_refuse_ids_that_collide_or_steps_that_leave_the_listed_states():
+    with pytest.raises(ValueError, match="one id to two listed states"):
+        state_table(CoordinateSumIds(2, 4))
+    with pytest.raises(ValueError, match="missing from enumerate_states"):
+        state_table(LeavesTheGrid(2, 4))

@@ -118,18 +118,21 @@ class _TrunkRecorder(OutputRecorder):
     def __init__(self, policy: MLPPolicy):
         self.policy = policy
         self.layers: list[list[torch.Tensor]] = [[] for _ in range(len(policy._trunk_linears) + 1)]
+        # (bias, weight.T) of the trunk's layers and the forward head: `F.linear` is this addmm,
+        # less the transpose it would make at every step
+        linears = (*policy._trunk_linears, policy.forward_head)
+        self.affine = [(linear.bias, linear.weight.t()) for linear in linears]
 
     def forward_logits(
         self, features: torch.Tensor, cond: torch.Tensor | None = None
     ) -> torch.Tensor:
-        policy = self.policy
-        h = policy._input(features, cond)
+        h = self.policy._input(features, cond)
         self.layers[0].append(h)
-        for linear, kept in zip(policy._trunk_linears, self.layers[1:], strict=True):
-            h = F.leaky_relu(F.linear(h, linear.weight, linear.bias), SLOPE)
+        for (bias, weight), kept in zip(self.affine[:-1], self.layers[1:], strict=True):
+            h = F.leaky_relu(torch.addmm(bias, h, weight), SLOPE)
             kept.append(h)
-        head = policy.forward_head
-        return F.linear(h, head.weight, head.bias)
+        bias, weight = self.affine[-1]
+        return torch.addmm(bias, h, weight)
 
     def outputs(self) -> PolicyOutput | None:
         if not self.layers[0]:
