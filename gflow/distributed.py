@@ -12,9 +12,12 @@ Each rank back-propagates only through its own trajectories, and the sum of the 
 gradients (one all-reduce of every parameter of the optimizer, log Z included) is the gradient
 of the whole batch's loss. Parameters no rank used keep no gradient, as in one process.
 
-Rank 0 writes checkpoints, metrics and TensorBoard; the other ranks write nothing. Backend:
-`nccl` when training on CUDA, `gloo` otherwise. Replay buffers and the top-k tracker are per
-rank; a checkpoint holds rank 0's, and on resume every rank starts from that buffer.
+Rank 0 writes checkpoints, metrics, TensorBoard and the sample store; the other ranks write
+nothing. Each step, every rank's complete objects are gathered to rank 0 (`gather`), which offers
+them to the top-k tracker (so top-k reward and distinct-object counts cover the whole batch) and,
+with a store, records them there with the rank as the worker. Backend: `nccl` when training on
+CUDA, `gloo` otherwise. Replay buffers are per rank; a checkpoint holds rank 0's buffer and
+tracker, and on resume every rank starts from them.
 """
 
 from __future__ import annotations
@@ -228,6 +231,27 @@ class DistributedTrainer(Trainer):
         """This rank's share of the batch, from its (seed, step, rank) stream."""
         reseed(self.config.seed, self.step, self.rank)
         return super().batch()
+
+    def gather(self, value: Any) -> list[Any] | None:
+        """Every rank's `value` (tensors, numbers, strings and containers of them) in rank order
+        on rank 0, on its device; None on the other ranks."""
+        buffer = io.BytesIO()
+        torch.save(value, buffer)
+        parts: list[Any] | None = [None] * self.world if self.rank == 0 else None
+        dist.gather_object(buffer.getvalue(), parts, dst=0)
+        if parts is None:
+            return None
+        device = self.config.device
+        return [torch.load(io.BytesIO(p), map_location=device, weights_only=True) for p in parts]
+
+    def track(self, online: Rollout) -> None:
+        """Offer every rank's complete objects of this step to rank 0's top-k tracker."""
+        if self.top is None:
+            return
+        env, done = self.env, online.done
+        ours = (env.states_to_data(env.select(online.terminal, done)), online.log_reward[done])
+        for data, log_reward in self.gather(ours) or []:
+            self.top.add_objects(env.states_from_data(data), log_reward)
 
     def loss(self, batch: Rollout) -> torch.Tensor:
         """The objective on every rank's scored trajectories (the whole batch's loss)."""

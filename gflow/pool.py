@@ -533,7 +533,6 @@ class PoolTrainer(Trainer):
         self.ahead: tuple[Rollout, Pending, list[str]] | None = None
         self.weights: list[Any] = []
         self.version = -1
-        self.online: int | None = None
         self.workers_of: list[str] = []
         self.wait_seconds = 0.0
         """Seconds the learner waited for the pool (sampling and oracle not hidden)."""

@@ -145,11 +145,13 @@ class SampleStore:
         what = "COUNT(DISTINCT object)" if distinct else "COUNT(*)"
         return int(self.db.execute(f"SELECT {what} FROM samples").fetchone()[0])
 
-    def samples(self) -> list[dict[str, Any]]:
-        """Every sample as a dict, in insertion order (components and preference decoded)."""
+    def samples(self, after: int = 0) -> list[dict[str, Any]]:
+        """Every sample (or those whose id is above `after`: the ones written since) as a dict,
+        in step order (components and preference decoded)."""
         cursor = self.db.execute(
             "SELECT id, step, worker, object, log_reward, temperature, components, preference "
-            "FROM samples ORDER BY id"
+            "FROM samples WHERE id > ? ORDER BY step, id",
+            (after,),
         )
         return [
             dict(zip(SAMPLE_COLUMNS, row[:6], strict=True))
@@ -197,6 +199,9 @@ def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
+ROW_FIELDS = ("objects", "log_reward", "components", "temperature", "preference", "worker")
+"""What `StoreCallback.rows` gives for each object (the arguments of `SampleStore.add`)."""
+
 Components = Callable[["Trainer", "Rollout", Any], "torch.Tensor | None"]
 """Reward components (n, k) of a batch's complete objects, or None to store none."""
 
@@ -207,42 +212,71 @@ class StoreCallback(Callback):
     log reward (as trained on: the conditional one for conditional environments), reward
     components, temperature and preference (read back from the conditioning rows where the
     conditioning can `decode` them), step and worker. Replayed objects are not new samples:
-    only the first `trainer.online` rows of a batch are recorded where the trainer says so.
+    only the first `trainer.online` rows of a batch are recorded.
+
+    With several training processes (`gflow.distributed`) every process has one: each hands its
+    rows to the writing process (`Trainer.gather`), whose callback holds the store and records
+    all of them in one transaction, the worker being the rank (`rank0`, `rank1`, ...); the
+    others hold no store (`store=None`).
 
     Its first step deletes the store's samples from that step on (see the module docstring).
     """
 
-    def __init__(self, store: SampleStore, components: Components | None = None):
+    def __init__(self, store: SampleStore | None, components: Components | None = None):
         self.store, self.components = store, components or env_components
         self.synced = False
 
     def after_step(self, trainer: Trainer, loss: torch.Tensor, batch: Rollout | None) -> None:
-        if not self.synced:
+        if self.store is not None and not self.synced:
             self.store.rollback_after(trainer.step - 1)
             self.synced = True
-        if batch is None:
+        parts = trainer.gather(None if batch is None else self.rows(trainer, batch))
+        if parts is None or self.store is None:
             return
+        rows: dict[str, list[Any]] = {key: [] for key in ROW_FIELDS}
+        for rank, part in enumerate(parts):
+            if part is None:
+                continue
+            if len(parts) > 1:
+                part["worker"] = [f"rank{rank}"] * len(part["objects"])
+            for key in ROW_FIELDS:
+                rows[key].extend(part[key] or [])
+        if rows["objects"]:
+            self.store.add(
+                trainer.step,
+                rows["objects"],
+                rows["log_reward"],
+                rows["components"] or None,
+                rows["temperature"] or None,
+                rows["preference"] or None,
+                rows["worker"],
+            )
+
+    def rows(self, trainer: Trainer, batch: Rollout) -> dict[str, Any] | None:
+        """This process's new complete objects of `batch` as `SampleStore.add` arguments (None
+        without any)."""
         env = trainer.env
-        online = getattr(trainer, "online", None)
-        n = len(batch.done) if online is None else online
+        n = len(batch.done) if trainer.online is None else trainer.online
         done = batch.done.clone()
         done[n:] = False
         if not bool(done.any()):
-            return
+            return None
         states = env.select(batch.terminal, done)
         cond = None if batch.cond is None else batch.cond[done]
         temperature, preference = _condition(env, cond)
         components = self.components(trainer, batch, states)
         workers = getattr(trainer, "workers_of", None)
-        self.store.add(
-            trainer.step,
-            env.object_names(states),
-            batch.log_reward[done].tolist(),
-            None if components is None else components.tolist(),
-            temperature,
-            preference,
-            "learner" if workers is None else [workers[i] for i in done.nonzero()[:, 0].tolist()],
-        )
+        names = env.object_names(states)
+        return {
+            "objects": names,
+            "log_reward": batch.log_reward[done].tolist(),
+            "components": None if components is None else components.tolist(),
+            "temperature": temperature,
+            "preference": preference,
+            "worker": ["learner"] * len(names)
+            if workers is None
+            else [workers[i] for i in done.nonzero()[:, 0].tolist()],
+        }
 
 
 def env_components(trainer: Trainer, batch: Rollout, states: Any) -> torch.Tensor | None:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from gflow.envs.molecules.fragments import Fragment
-from rdkit import Chem
+from rdkit import Chem, DataStructs
 
 from gflow.bench.seh_frag import (
     GRID,
@@ -23,6 +23,8 @@ from gflow.bench.seh_frag import (
     train_fragments,
 )
 from gflow.cli import main
+from gflow.metrics.diversity import morgan_fingerprints
+from gflow.store import SampleStore
 
 FRAGMENTS = [
     Fragment("c1ccccc1", (0, 2, 4)),
@@ -47,20 +49,21 @@ def hetero_reward(raw: torch.Tensor) -> torch.Tensor:
     return torch.exp(4 * raw)
 
 
-def short_run(lr: float) -> list[float]:
+def short_run(lr: float, store: SampleStore) -> list[float]:
     """Per-step mean reward of 40 TB steps on the small vocabulary at beta in [4, 8]: the
     tempered target puts nearly all its mass on heteroatom-only molecules (reward ~ e^4)."""
     config = SEHFragConfig(
         steps=40, batch_size=16, hidden=32, layers=1, heads=2, max_fragments=4,
         beta="uniform:4,8", beta_bins=8, lr=lr, lr_log_z=0.1, log_every=40,
     )  # fmt: skip
-    summary, log = train_fragments(config, hetero_fraction, hetero_reward, FRAGMENTS)
-    assert summary["trajectories"] == 40 * 16 == log.generated
+    summary, log = train_fragments(config, hetero_fraction, hetero_reward, store, FRAGMENTS)
+    assert summary["trajectories"] == 40 * 16 == log.generated == store.count()
     return summary["step_rewards"]
 
 
-def test_training_on_fragments_raises_the_mean_reward():
-    rewards = short_run(lr=3e-3)
+def test_training_on_fragments_raises_the_mean_reward(tmp_path):
+    with SampleStore(tmp_path / "s.sqlite") as store:
+        rewards = short_run(3e-3, store)
     first, last = np.mean(rewards[:10]), np.mean(rewards[-10:])
     assert last > 2 * first, (first, last)
     assert last > 40.0, last  # e^4 = 54.6 is the ceiling
@@ -124,12 +127,13 @@ def test_cli_rejects_a_bad_beta_distribution(tmp_path, capsys):
     assert "gamma" in capsys.readouterr().err
 
 
-def test_time_budget_stops_training_and_the_paper_preset_is_the_protocol():
+def test_time_budget_stops_training_and_the_paper_preset_is_the_protocol(tmp_path):
     config = SEHFragConfig(
         steps=10_000, batch_size=4, hidden=16, layers=1, heads=2, max_fragments=3,
         beta_bins=4, log_every=1000, max_seconds=1e-9,
     )  # fmt: skip
-    summary, log = train_fragments(config, hetero_fraction, hetero_reward, FRAGMENTS)
+    with SampleStore(tmp_path / "s.sqlite") as store:
+        summary, log = train_fragments(config, hetero_fraction, hetero_reward, store, FRAGMENTS)
     assert summary["steps"] == 1 == len(summary["history"]) and log.generated == 4
     entry = summary["history"][0]
     assert entry["step"] == 1 and entry["rss_mb"] > 0 and summary["peak_rss_mb"] > 0
@@ -139,3 +143,47 @@ def test_time_budget_stops_training_and_the_paper_preset_is_the_protocol():
     args = build_parser().parse_args(["bench", "seh-frag", "--paper"])
     assert args.paper and config_from_args(args).steps == 10_000
     assert config_from_args(args).log_every == 500
+
+
+def test_figures_computed_from_the_store_equal_those_of_the_scored_molecules(tmp_path):
+    """The reported figures come from the sample store; they equal figures computed here by
+    brute force from the molecules (RDKit objects, not SMILES read back) and raw scores the
+    scorer saw, step by step: per-step mean reward, unique molecules, top-k means, modes."""
+    seen = []
+
+    def score(mols):
+        raw = hetero_fraction(mols)
+        seen.append((mols, raw.double()))
+        return raw
+
+    threshold, similarity = 0.3, 0.5
+    config = SEHFragConfig(
+        steps=12, batch_size=16, hidden=16, layers=1, heads=2, max_fragments=4,
+        beta="uniform:1,4", beta_bins=4, log_every=4, mode_threshold=threshold,
+        mode_similarity=similarity,
+    )  # fmt: skip
+    with SampleStore(tmp_path / "s.sqlite") as store:
+        summary, log = train_fragments(config, score, hetero_reward, store, FRAGMENTS)
+        assert store.count() == 12 * 16 == summary["trajectories"]
+    assert len(seen) == 12
+    assert summary["step_rewards"] == [float(hetero_reward(raw).mean()) for _, raw in seen]
+    unique: dict[str, tuple[Chem.Mol, float]] = {}
+    for mols, raw in seen:
+        for mol, value in zip(mols, raw.tolist(), strict=True):
+            unique.setdefault(Chem.MolToSmiles(mol), (mol, value))
+    assert log.smiles == list(unique) and summary["unique_molecules"] == len(unique)
+    rewards = sorted((float(hetero_reward(torch.tensor(v))) for _, v in unique.values()))[::-1]
+    for k, key in ((10, None), (100, "top_100_reward"), (1000, "top_1000_reward")):
+        expected = None if len(rewards) < k else pytest.approx(np.mean(rewards[:k]))
+        assert log.top_mean(k) == expected
+        if key is not None:
+            assert summary[key] == expected
+    modes, prints = [], []
+    for key, (mol, value) in unique.items():
+        if value > threshold:
+            fp = morgan_fingerprints([mol])[0]
+            if not prints or max(DataStructs.BulkTanimotoSimilarity(fp, prints)) < similarity:
+                modes.append(key)
+                prints.append(fp)
+    assert log.modes == modes and summary["modes"] == len(modes) > 1
+    assert [h["modes"] for h in summary["history"]][-1] == len(modes)

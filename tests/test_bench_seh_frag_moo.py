@@ -5,16 +5,22 @@ the molecule grid end to end."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 
+import numpy as np
 import pytest
 import torch
 from gflow.envs.molecules.fragments import Fragment
 from gflow.envs.molecules.objectives import FragmentObjectivesEnv, normalize_seh
-from gflow.envs.rewards import mw_reward, qed, sa_reward
+from gflow.envs.rewards import SEHProxy, mw_reward, qed, sa_reward
 from gflow.envs.rewards.seh import PARAMS_FILE
+from rdkit import Chem
 
+from gflow.bench.seh_frag_moo import peer_seh
 from gflow.cli import main
 from gflow.config import find_data
+from gflow.metrics import hypervolume, pareto_front
+from gflow.store import SampleStore
 
 PNG = b"\x89PNG"
 FRAGMENTS = [Fragment("c1ccccc1", (0, 2, 4)), Fragment("C1CCNCC1", (0, 3)), Fragment("O", (0,))]
@@ -97,3 +103,32 @@ def test_same_seed_generates_the_same_molecules(tmp_path):
     assert smiles_a == smiles_b
     assert summary_a["hypervolume"] == summary_b["hypervolume"] > 0
     assert summary_a["objectives"] == ["seh", "qed"]
+
+
+def test_the_store_records_every_generated_molecule_and_the_figure_comes_from_it(tmp_path):
+    out = tmp_path / "run"
+    argv = ["bench", "seh-frag-moo", *TINY, "--eval-every", "0", "--objectives", "seh,qed"]
+    argv += ["--proxy", proxy_path(), "--out", str(out)]
+    assert main(argv) == 0
+    with SampleStore(out / "samples.sqlite") as store:
+        rows = store.samples()
+    assert Counter(r["step"] for r in rows) == {1: 8, 2: 8, 3: 8, 4: 8}
+    mols = [Chem.MolFromSmiles(r["object"]) for r in rows]
+    vectors = torch.tensor([r["components"] for r in rows], dtype=torch.float64)
+    seh = peer_seh(SEHProxy.from_file(proxy_path())(mols))  # clip(proxy / 8, 1e-4, 100)
+    torch.testing.assert_close(vectors, torch.stack([seh, qed(mols).double()], 1))
+    for r in rows:
+        assert len(r["preference"]) == 2 and sum(r["preference"]) == pytest.approx(1)
+        assert 0.5 <= r["temperature"] <= 32 and r["worker"] == "learner"
+    results = json.loads((out / "results.json").read_text())
+    front = pareto_front(vectors.numpy())
+    assert results["generated"]["hypervolume"] == pytest.approx(hypervolume(front, np.zeros(2)))
+    assert results["generated"]["molecules"] == 32
+    generated = json.loads((out / "generated.json").read_text())
+    assert [s["smiles"] for s in generated] == [[r["object"] for r in rows[i : i + 8]]
+                                                for i in range(0, 32, 8)]  # fmt: skip
+    # the benchmark does not resume: a second run into the folder replaces the store's samples
+    assert main(argv) == 0
+    with SampleStore(out / "samples.sqlite") as store:
+        again = store.samples()
+    assert [r["object"] for r in again] == [r["object"] for r in rows]  # same seed, 32 rows

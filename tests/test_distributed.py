@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,7 @@ from gflow.objectives import OBJECTIVES, get_objective
 from gflow.replay import cat_rollouts
 from gflow.sampling import sample_forward
 from gflow.scoring import score
+from gflow.store import SampleStore
 from gflow.training import ModelConfig, TrainConfig, build_policy
 from gflow.trajectories import Trajectories
 
@@ -180,8 +182,10 @@ def gflow_train(out, *extra, steps=300):
     return [sys.executable, "-m", "gflow", "train", "hypergrid", *args, *extra, "--nproc", "2"]
 
 
-def test_two_processes_train_and_only_rank_0_writes(tmp_path):
-    cmd = gflow_train(tmp_path / "run", "--batch-size", "5", "--checkpoint-every", "5", steps=10)
+def test_two_processes_train_and_only_rank_0_writes_a_store_of_every_rank(tmp_path):
+    path = tmp_path / "s.sqlite"
+    options = ["--batch-size", "5", "--checkpoint-every", "5", "--store", str(path)]
+    cmd = gflow_train(tmp_path / "run", *options, steps=10)
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("hypergrid tb: 10 steps") == 1, done.stdout
@@ -194,12 +198,29 @@ def test_two_processes_train_and_only_rank_0_writes(tmp_path):
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["steps"] == 10 and metrics["config"]["batch_size"] == 5
     assert metrics["processes"] == 2
-    # the 2-process checkpoint continues in one process (any number of processes may resume)
-    argv = gflow_train(tmp_path / "run", "--batch-size", "5", "--checkpoint-every", "5", steps=20)
+    # rank 0's store holds every rank's samples, each once, the rank as the worker
+    with SampleStore(path) as store:
+        rows = store.samples()
+        distinct = store.count(distinct=True)
+        store.add(11, ["ghost"] * 5, [0.0] * 5)  # as if written by a run killed at step 11
+    assert len(rows) == 10 * 5 == len({r["id"] for r in rows})
+    shares = Counter((r["step"], r["worker"]) for r in rows)
+    assert shares == {(s, w): n for s in range(1, 11) for w, n in (("rank0", 3), ("rank1", 2))}
+    # the top-k reward and the distinct-object count cover both ranks, as the store does
+    assert metrics["unique_objects"] == distinct
+    best = sorted({r["object"]: r["log_reward"] for r in rows}.values(), reverse=True)[:100]
+    assert metrics["top_k_reward"] == pytest.approx(float(np.mean(np.exp(best))), rel=1e-6)
+    # the 2-process checkpoint continues in one process (any number of processes may resume);
+    # the store loses the steps after the checkpoint and records the new ones
+    argv = gflow_train(tmp_path / "run", *options, steps=20)
     assert main(argv[3:-2]) == 0
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["steps"] == 20
     assert [entry["step"] for entry in metrics["loss_history"]] == [10, 20]
+    with SampleStore(path) as store:
+        resumed = store.samples()
+    assert resumed[:50] == rows and "ghost" not in {r["object"] for r in resumed}
+    assert Counter(r["step"] for r in resumed[50:]) == dict.fromkeys(range(11, 21), 5)
 
 
 def test_failing_ranks_stop_the_run_in_one_line_each(tmp_path):
@@ -220,9 +241,12 @@ def test_failing_ranks_stop_the_run_in_one_line_each(tmp_path):
 def uninterrupted(tmp_path_factory):
     """Metrics of an uninterrupted 2-process run of 300 steps."""
     out = tmp_path_factory.mktemp("ddp") / "run"
-    done = subprocess.run(gflow_train(out), capture_output=True, text=True, timeout=900)
+    store = ["--store", str(out / "s.sqlite")]
+    done = subprocess.run(gflow_train(out, *store), capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr
-    return json.loads((out / "metrics.json").read_text())
+    with SampleStore(out / "s.sqlite") as db:
+        samples = [(r["step"], r["worker"], r["object"], r["log_reward"]) for r in db.samples()]
+    return json.loads((out / "metrics.json").read_text()) | {"samples": samples}
 
 
 @pytest.mark.slow
@@ -233,7 +257,7 @@ def test_two_processes_learn_the_exact_target(uninterrupted):
 @pytest.mark.slow
 def test_a_killed_two_process_run_resumes_where_it_would_have_been(tmp_path, uninterrupted):
     out = tmp_path / "run"
-    cmd = gflow_train(out, "--checkpoint-every", "100")
+    cmd = gflow_train(out, "--checkpoint-every", "100", "--store", str(out / "s.sqlite"))
     run = subprocess.Popen(cmd, start_new_session=True, stderr=subprocess.DEVNULL)
     checkpoint = out / "checkpoint.pt"
     try:
@@ -253,3 +277,7 @@ def test_a_killed_two_process_run_resumes_where_it_would_have_been(tmp_path, uni
     assert [e["loss"] for e in metrics["loss_history"]] == [
         e["loss"] for e in uninterrupted["loss_history"]
     ]
+    # the store rolled back to the checkpoint: the same samples as the uninterrupted run's
+    with SampleStore(out / "s.sqlite") as db:
+        samples = [(r["step"], r["worker"], r["object"], r["log_reward"]) for r in db.samples()]
+    assert samples == uninterrupted["samples"] and len(samples) == 300 * 32

@@ -191,7 +191,7 @@ def test_the_fragment_benchmark_records_every_molecule_with_its_raw_score(tmp_pa
 
     config = SEHFragConfig(steps=3, batch_size=4, hidden=16, layers=1, heads=2, log_every=1)
     with SampleStore(tmp_path / "s.sqlite") as store:
-        summary, log = train_fragments(config, atoms, lambda raw: raw.clamp(min=1e-4), store=store)
+        summary, log = train_fragments(config, atoms, lambda raw: raw.clamp(min=1e-4), store)
         rows = store.samples()
     assert len(rows) == summary["trajectories"] == 12
     assert {r["object"] for r in rows} == set(log.smiles)
@@ -232,15 +232,44 @@ def test_a_run_stopped_by_a_failing_oracle_keeps_its_checkpoint(tmp_path, capsys
     assert store.oracle_count() == evaluated and store.count() == 2 * 4
 
 
-def test_a_store_with_several_processes_is_refused(tmp_path):
+def test_sessions_keep_a_store_where_asked_and_refuse_an_oracle_on_several_processes(tmp_path):
     from gflow.cli.pool import Session
 
     args = argparse.Namespace(store=str(tmp_path / "s.sqlite"), workers=0, oracle=False)
-    with pytest.raises(UsageError, match="--store with several processes"):
+    session = Session(args, ENV, tmp_path, ranked=True)  # rank 0 (no process group) writes
+    assert session.store is not None and len(session.callbacks) == 1
+    session.close()
+    args.oracle = True
+    with pytest.raises(UsageError, match="--oracle with several processes"):
         Session(args, ENV, tmp_path, ranked=True)
-    args.store = None
-    assert Session(args, ENV, tmp_path, ranked=True).store is None
+    args.store, args.oracle = None, False
     assert Session(args, ENV, tmp_path).store is None  # no default store outside molecule envs
+    assert Session(args, ENV, tmp_path).callbacks == []
+
+
+def test_replayed_objects_are_not_recorded_as_new_samples(tmp_path):
+    seed_everything(0)
+    config = TrainConfig(
+        steps=6, batch_size=8, replay_capacity=50, replay_fraction=0.5, eval_every=0,
+        checkpoint_every=0,
+    )  # fmt: skip
+    trainer = Trainer(ENV, build_policy(ENV, ModelConfig(hidden=16)), get_objective("tb"), config)
+    sizes = Sizes()
+    with SampleStore(tmp_path / "s.sqlite") as store:
+        trainer.run(quiet=True, callbacks=[StoreCallback(store), sizes])
+        steps = [r["step"] for r in store.samples()]
+    assert [steps.count(s) for s in range(1, 7)] == [online for online, _ in sizes.rows]
+    assert sizes.rows[0] == (8, 8) and sizes.rows[-1] == (4, 8)  # replay from step 2 or so
+
+
+class Sizes(Callback):
+    """Each step's (on-policy rows, batch rows)."""
+
+    def __init__(self):
+        self.rows = []
+
+    def after_step(self, trainer, loss, batch):
+        self.rows.append((trainer.online, len(batch.done)))
 
 
 def test_export_errors_are_one_line(tmp_path, capsys):

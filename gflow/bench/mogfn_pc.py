@@ -106,6 +106,8 @@ class Task:
     recording: Callable[[bool], None] | None = None
     """Switched on (True) before each stretch of training and off (False) after it, so that a
     task recording what training generates leaves the evaluations out."""
+    callbacks: list[Callback] = field(default_factory=list)
+    """Told of each training step before the curve evaluation (e.g. a sample store's recorder)."""
 
 
 def add_arguments(parser: argparse.ArgumentParser, short: Preset, paper: Preset) -> None:
@@ -211,7 +213,8 @@ def run_mogfn(
         curve.add(trainer)
     out_of_time = (lambda t: t.train_seconds >= budget) if budget else None
     _record(task, True)
-    trainer.run(quiet=True, until=out_of_time, callbacks=[curve] if opts.eval_every else [])
+    callbacks = [*task.callbacks, curve] if opts.eval_every else task.callbacks
+    trainer.run(quiet=True, until=out_of_time, callbacks=callbacks)
     _record(task, False)
     if opts.eval_every and curve.points[-1]["step"] != trainer.step:
         curve.add(trainer)

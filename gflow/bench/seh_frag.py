@@ -8,7 +8,10 @@ seh_frag task. It reports throughput, the mean reward of the top 100 and top 100
 (by canonical SMILES) among everything generated, and the number of modes: unique molecules with
 proxy > 7.5 whose Tanimoto similarity (Morgan radius 2, 2048 bits) to every earlier mode, in
 generation order, is below 0.7, and the diversity of the top 100 (mean pairwise Tanimoto
-distance). It writes results.json, a PNG grid of the top molecules and a reward-over-time plot.
+distance). Every generated molecule is recorded in the sample store (OUT/samples.sqlite unless
+--store: SMILES, raw score, beta, step) and these figures are computed from the store, read back
+in step order after each step. It writes results.json, a PNG grid of the top molecules and a
+reward-over-time plot.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import math
 import resource
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -126,7 +129,8 @@ def beta_upper(distribution: TemperatureDistribution) -> float:
 
 class RecordingReward:
     """The environment's reward callable: raw scores from `score`, the reward `transform(raw)`.
-    It keeps every scored batch for the molecule log and times the scorer."""
+    It keeps every scored batch until drained (the sample store's raw-score component) and
+    times the scorer."""
 
     def __init__(
         self,
@@ -150,6 +154,10 @@ class RecordingReward:
         return out
 
 
+Row = tuple[int, str, float]
+"""One generated molecule as the sample store holds it: (step, canonical SMILES, raw score)."""
+
+
 class MoleculeLog:
     """Every generated molecule in generation order: the unique ones (by canonical SMILES) with
     their raw score and reward, and the modes (see the module docstring)."""
@@ -169,12 +177,15 @@ class MoleculeLog:
         self.modes: list[str] = []
         self.mode_fingerprints: list[Any] = []
 
-    def add(self, mols: Sequence[Chem.Mol], raw: torch.Tensor) -> float:
-        """Record one batch of molecules and raw scores; the batch's mean reward."""
+    def add_rows(self, rows: Iterable[Row]) -> float:
+        """Record generated molecules, in step order; their mean reward (nan for none)."""
+        rows = list(rows)
+        if not rows:
+            return math.nan
+        raw = torch.tensor([score for _, _, score in rows], dtype=torch.float64)
         rewards = self.transform(raw).double()
-        self.generated += len(mols)
-        for mol, score, reward in zip(mols, raw.tolist(), rewards.tolist(), strict=True):
-            key = Chem.MolToSmiles(mol)
+        self.generated += len(rows)
+        for (_, key, score), reward in zip(rows, rewards.tolist(), strict=True):
             if key in self.seen:
                 continue
             self.seen.add(key)
@@ -182,8 +193,14 @@ class MoleculeLog:
             self.raw.append(score)
             self.reward.append(reward)
             if score > self.threshold:
-                self._consider_mode(key, mol)
+                self._consider_mode(key, Chem.MolFromSmiles(key))
         return float(rewards.mean())
+
+    def add(self, mols: Sequence[Chem.Mol], raw: torch.Tensor) -> float:
+        """Record one batch of RDKit molecules and their raw scores (`add_rows` on their
+        canonical SMILES); the batch's mean reward."""
+        keys = [Chem.MolToSmiles(mol) for mol in mols]
+        return self.add_rows(zip([0] * len(keys), keys, raw.tolist(), strict=True))
 
     def _consider_mode(self, key: str, mol: Chem.Mol) -> None:
         fingerprint = morgan_fingerprints([mol])[0]
@@ -259,18 +276,21 @@ def peak_rss_mb() -> float:
 
 
 class MoleculeProgress(Callback):
-    """After each training step: the molecules it generated into the log, its mean reward, a
-    progress entry every `log_every` steps (and at the end), and whether the run is out of
-    time (`config.max_seconds`)."""
+    """After each training step (and the store's recorder): the molecules it generated, read
+    back from the sample store, into the log, its mean reward, a progress entry every
+    `log_every` steps (and at the end), and whether the run is out of time
+    (`config.max_seconds`)."""
 
     def __init__(
         self,
         config: SEHFragConfig,
-        reward: RecordingReward,
+        store: SampleStore,
         log: MoleculeLog,
         progress: Progress | None,
     ):
-        self.config, self.reward, self.log, self.progress = config, reward, log, progress
+        self.config, self.store, self.log, self.progress = config, store, log, progress
+        self.read = 0
+        """Id of the last store row read."""
         self.rewards: list[float] = []
         self.history: list[dict[str, Any]] = []
         self.out_of_time = False
@@ -278,7 +298,10 @@ class MoleculeProgress(Callback):
 
     def after_step(self, trainer: Trainer, loss: torch.Tensor, batch: Any) -> None:
         config, log, step = self.config, self.log, trainer.step
-        self.rewards.append(float(np.mean([log.add(*b) for b in self.reward.drain()])))
+        rows = self.store.samples(after=self.read)
+        if rows:
+            self.read = max(r["id"] for r in rows)
+        self.rewards.append(log.add_rows(store_rows(rows)))
         elapsed = time.perf_counter() - self.start
         self.out_of_time = 0 < config.max_seconds <= elapsed
         if step % config.log_every == 0 or step == config.steps or self.out_of_time:
@@ -298,26 +321,32 @@ class MoleculeProgress(Callback):
                 self.progress(entry)
 
 
+def store_rows(samples: Iterable[dict[str, Any]]) -> list[Row]:
+    """The (step, SMILES, raw score) rows of sample-store samples (`SampleStore.samples`)."""
+    return [(s["step"], s["object"], s["components"][0]) for s in samples]
+
+
 def train_fragments(
     config: SEHFragConfig,
     score: Callable[[list[Chem.Mol]], torch.Tensor],
     transform: Callable[[torch.Tensor], torch.Tensor],
+    store: SampleStore,
     fragments: Sequence[Fragment] | str | None = None,
     progress: Progress | None = None,
-    store: SampleStore | None = None,
 ) -> tuple[dict[str, Any], MoleculeLog]:
     """Train on the fragment environment with reward transform(score(mol)) ** beta; the run's
-    summary (throughput, rewards, modes, history) and the log of generated molecules. With
-    `config.max_seconds` it stops at the first step that ends past that many seconds. With a
-    `store`, every generated molecule is recorded there too (its raw score the component)."""
+    summary (throughput, rewards, modes, history) and the log of generated molecules. Every
+    generated molecule is recorded in `store` (its raw score the one component; the store's
+    earlier samples are deleted) and the figures are computed from what the store holds. With
+    `config.max_seconds` it stops at the first step that ends past that many seconds."""
     seed_everything(config.seed)
     reward = RecordingReward(score, transform)
     trainer = build_trainer(config, reward, fragments)
     log = MoleculeLog(transform, config.mode_threshold, config.mode_similarity)
     cpu_start = time.process_time()
-    watch = MoleculeProgress(config, reward, log, progress)
-    recorders = [] if store is None else [StoreCallback(store, _raw_scores(reward))]
-    trainer.run(quiet=True, until=lambda _: watch.out_of_time, callbacks=[*recorders, watch])
+    watch = MoleculeProgress(config, store, log, progress)
+    recorder = StoreCallback(store, _raw_scores(reward))
+    trainer.run(quiet=True, until=lambda _: watch.out_of_time, callbacks=[recorder, watch])
     step, start, step_rewards, history = trainer.step, watch.start, watch.rewards, watch.history
     seconds = time.perf_counter() - start
     cpu_seconds = time.process_time() - cpu_start
@@ -346,12 +375,18 @@ def train_fragments(
 
 
 def _raw_scores(reward: RecordingReward) -> Components:
-    """The store's reward components: the raw scores of the step's molecules, one column."""
+    """The store's reward components: the raw scores of the step's molecules, one column (the
+    scored batches drained)."""
 
-    def components(trainer: Trainer, batch: Any, states: Any) -> torch.Tensor | None:
-        scored = [raw for _, raw in reward.pending]
+    def components(trainer: Trainer, batch: Any, states: Any) -> torch.Tensor:
+        scored = [raw for _, raw in reward.drain()]
         raw = torch.cat(scored) if scored else torch.zeros(0)
-        return raw[:, None] if len(raw) == trainer.env.size(states) else None
+        if len(raw) != trainer.env.size(states):
+            raise RuntimeError(
+                f"seh-frag: {len(raw)} molecules scored this step for "
+                f"{trainer.env.size(states)} generated"
+            )
+        return raw[:, None]
 
     return components
 
@@ -431,7 +466,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--fragments", default=None, help="fragment vocabulary JSON")
     parser.add_argument(
-        "--store", default=None, help="sample store (SQLite; default OUT/samples.sqlite)"
+        "--store",
+        default=None,
+        help="sample store (SQLite; default OUT/samples.sqlite) recording every molecule; the "
+        "reported figures are computed from it (its earlier samples are replaced)",
     )
 
 
@@ -489,7 +527,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     store = SampleStore(args.store or out / "samples.sqlite")
     try:
         summary, log = train_fragments(
-            config, score, transform, args.fragments, print_progress(config.steps), store
+            config, score, transform, store, args.fragments, print_progress(config.steps)
         )
     finally:
         store.close()
@@ -497,6 +535,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "benchmark": NAME,
         "config": asdict(config),
         "reward": reward_text,
+        "store": str(store.path),
+        "figures_from": "the sample store (SMILES, raw score, step), read back in step order",
         "modes_definition": (
             f"unique molecules with proxy > {config.mode_threshold} whose Tanimoto similarity "
             f"(Morgan radius 2, 2048 bits) to every earlier mode is < {config.mode_similarity}"

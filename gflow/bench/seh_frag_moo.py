@@ -10,12 +10,15 @@ It reports the peer's figure, the hypervolume (reference 0) of the non-dominated
 objective vector generated during training, with sEH as the peer logs it (clip(proxy / 8, 1e-4,
 100)), and its curve against steps and training seconds; then the MOGFN evaluation
 (`gflow.bench.mogfn_eval`) with Tanimoto diversity, the Pareto-front pair plots and a grid of the
-best molecule per preference. Every generated molecule goes to generated.json (per step: training
-seconds, SMILES, objective vectors)."""
+best molecule per preference. Every molecule training generates is recorded in the sample store
+(OUT/samples.sqlite unless --store: SMILES, objective vector, preference, beta, step, worker) and
+the generated-hypervolume figure is computed from the store; generated.json lists the same
+molecules per step with the training clock (seconds, SMILES, objective vectors)."""
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -33,6 +36,8 @@ from gflow.device import resolve_device
 from gflow.envs.molecules.objectives import OBJECTIVE_NAMES, FragmentObjectivesEnv
 from gflow.envs.rewards import SEHProxy
 from gflow.metrics import hypervolume, pareto_front
+from gflow.store import SampleStore, StoreCallback
+from gflow.training import Trainer
 
 NAME = "seh-frag-moo"
 ENV = None
@@ -40,6 +45,7 @@ ENV = None
 HELP = "MOGFN-PC on fragment molecules: sEH, QED, SA, MW; graph transformer 4x128"
 MOLECULE_GRID = "best_molecules.png"
 GENERATED = "generated.json"
+STORE = "samples.sqlite"
 SEH_FLOOR, SEH_CEILING = 1e-4, 100.0
 """The peer's sEH flat reward: clip(proxy / 8, 1e-4, 100)."""
 CURVE_POINTS = 60
@@ -71,6 +77,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-fragments", type=int, default=9, help="fragments per molecule")
     parser.add_argument("--proxy", default=None, help="sEH proxy weights (.npz or .pkl.gz)")
     parser.add_argument("--fragments", default=None, help="fragment vocabulary JSON")
+    parser.add_argument(
+        "--store",
+        default=None,
+        help=f"sample store (SQLite; default OUT/{STORE}) recording every generated molecule; "
+        "the generated hypervolume is computed from it (its earlier samples are replaced)",
+    )
     mogfn_pc.add_arguments(parser, SHORT, PAPER)
 
 
@@ -84,6 +96,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         device=resolve_device(args.device),
         objectives=args.objectives,
     )
+    out = Path(args.out)
+    store = SampleStore(args.store or out / STORE)
     generated = GeneratedLog(base.objective_names)
     base.record = generated
     task = mogfn_pc.Task(
@@ -105,12 +119,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "molecule_grid": "the best molecule (largest scalarized reward) of each preference",
         },
         recording=generated.recording,
+        callbacks=[StoreCallback(store, generated.components)],
     )
-    results = mogfn_pc.run_mogfn(args, task, SHORT, PAPER)
-    out = Path(args.out)
-    results["generated"] = generated.summary()
+    with store:
+        results = mogfn_pc.run_mogfn(args, task, SHORT, PAPER)
+        steps = generated.read(store)
+    results["generated"] = generated.summary(steps) | {"store": str(store.path)}
     results["peak_rss_mb"] = peak_rss_mb()
-    save_json(out / GENERATED, generated.steps)
+    save_json(out / GENERATED, steps)
     table = results["evaluation"]["per_preference"]
     save_molecule_grid(
         out / MOLECULE_GRID,
@@ -150,14 +166,16 @@ def curve_marks(n: int, points: int = CURVE_POINTS) -> list[int]:
 
 
 class GeneratedLog:
-    """Every molecule training generates, step by step, with the training clock: SMILES and
-    objective vectors, sEH as the peer logs it (`peer_seh`). Recording is on only while
-    `recording(True)` holds (evaluations stay out)."""
+    """The training clock and memory at each step's reward, and the step's objective vectors
+    (sEH as the peer logs it, `peer_seh`) for the sample store's components, which hold the
+    molecules. Recording is on only while `recording(True)` holds (evaluations stay out)."""
 
     def __init__(self, names: list[str]):
         self.names = names
-        self.steps: list[dict[str, Any]] = []
-        self.on, self.clock, self.since = False, 0.0, 0.0
+        self.clock: list[dict[str, float]] = []
+        """Per training step: training seconds and resident memory (MB) at its reward."""
+        self.vectors = torch.zeros(0, len(names), dtype=torch.float64)
+        self.on, self.seconds, self.since = False, 0.0, 0.0
 
     def recording(self, on: bool) -> None:
         """Start or pause recording and the clock."""
@@ -165,7 +183,7 @@ class GeneratedLog:
         if on and not self.on:
             self.since = now
         elif self.on and not on:
-            self.clock += now - self.since
+            self.seconds += now - self.since
         self.on = on
 
     def __call__(self, mols: list[Chem.Mol], raw: torch.Tensor | None, values: torch.Tensor):
@@ -174,35 +192,49 @@ class GeneratedLog:
         vectors = values.double().clone()
         if raw is not None:
             vectors[:, self.names.index("seh")] = peer_seh(raw)
-        self.steps.append(
-            {
-                "seconds": self.clock + time.perf_counter() - self.since,
-                "rss_mb": rss_mb(),
-                "smiles": [Chem.MolToSmiles(m) for m in mols],
-                "vectors": vectors.tolist(),
-            }
-        )
+        self.vectors = vectors
+        now = self.seconds + time.perf_counter() - self.since
+        self.clock.append({"seconds": now, "rss_mb": rss_mb()})
 
-    def summary(self) -> dict[str, Any]:
-        """The hypervolume of everything generated, its curve and front."""
-        batches = [np.asarray(s["vectors"], dtype=np.float64) for s in self.steps]
+    def components(self, trainer: Trainer, batch: Any, states: Any) -> torch.Tensor:
+        """The store's reward components of a training step's molecules: their objective
+        vectors, as this step's reward computed them."""
+        n = trainer.env.size(states)
+        if len(self.vectors) != n:
+            raise RuntimeError(f"seh-frag-moo: {len(self.vectors)} reward vectors, {n} molecules")
+        return self.vectors
+
+    def read(self, store: SampleStore) -> list[dict[str, Any]]:
+        """Per training step, from the store: training seconds, resident memory, SMILES and
+        objective vectors."""
+        steps = []
+        for step, group in itertools.groupby(store.samples(), key=lambda row: row["step"]):
+            rows = list(group)
+            smiles, vectors = [r["object"] for r in rows], [r["components"] for r in rows]
+            steps.append(self.clock[step - 1] | {"smiles": smiles, "vectors": vectors})
+        return steps
+
+    def summary(self, steps: list[dict[str, Any]]) -> dict[str, Any]:
+        """The hypervolume of everything generated (`read` from the store), its curve and
+        front."""
+        batches = [np.asarray(s["vectors"], dtype=np.float64) for s in steps]
         marks = curve_marks(len(batches))
         values, front = front_curve(batches, marks)
         return {
             "definition": "hypervolume, reference 0, of the non-dominated set of every "
-            f"objective vector ({', '.join(self.names)}) generated during training; sEH as "
-            "clip(proxy / 8, 1e-4, 100)",
+            f"objective vector ({', '.join(self.names)}) generated during training, as the "
+            "sample store holds them; sEH as clip(proxy / 8, 1e-4, 100)",
             "objectives": self.names,
             "molecules": int(sum(len(b) for b in batches)),
-            "unique": len({s for step in self.steps for s in step["smiles"]}),
+            "unique": len({s for step in steps for s in step["smiles"]}),
             "hypervolume": values[-1] if values else 0.0,
             "pareto_points": len(front),
             "curve": [
                 {
                     "step": m,
-                    "seconds": self.steps[m - 1]["seconds"],
+                    "seconds": steps[m - 1]["seconds"],
                     "hypervolume": v,
-                    "rss_mb": self.steps[m - 1]["rss_mb"],
+                    "rss_mb": steps[m - 1]["rss_mb"],
                 }
                 for m, v in zip(marks, values, strict=True)
             ],

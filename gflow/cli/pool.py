@@ -73,8 +73,8 @@ def store_path(args: argparse.Namespace, name: str, out: str | Path) -> Path | N
 
 class Session:
     """The store, oracle and pool a run asked for: opened before training (a store that
-    cannot be written fails here), the trainer built on them, closed at the end. A run on
-    several processes (`ranked`) has no store yet: each rank samples its own share."""
+    cannot be written fails here), the trainer built on them, closed at the end. In a run on
+    several processes (`ranked`) rank 0 holds the store and records every rank's samples."""
 
     pool: RayPool | None
 
@@ -82,19 +82,21 @@ class Session:
         self, args: argparse.Namespace, env: Env, out: str | Path, ranked: bool = False,
         name: str = "",
     ):
+        from gflow.distributed import rank
         from gflow.pool import Oracle, install_oracle
         from gflow.store import SampleStore
 
         if args.workers < 0:
             raise UsageError(f"--workers must be >= 0, got {args.workers}")
-        if ranked and args.store:
+        if ranked and args.oracle:
             raise UsageError(
-                "--store with several processes (--nproc, torchrun) is not supported yet: "
-                "each process samples its own share of the batch"
+                "--oracle with several processes (--nproc, torchrun) is not supported: each "
+                "process would call the oracle on its own share, outside rank 0's cache"
             )
         self.args, self.store, self.pool, self.oracle = args, None, None, None
-        path = None if ranked else store_path(args, name, out)
-        if path is not None:
+        path = store_path(args, name, out)
+        self.recording = path is not None
+        if path is not None and rank() == 0:
             self.store = SampleStore(path)
         if args.oracle:
             self.oracle = install_oracle(
@@ -130,10 +132,11 @@ class Session:
 
     @property
     def callbacks(self) -> list[Callback]:
-        """The store's recorder, where there is a store."""
+        """The store's recorder, where the run keeps a store (on every rank of a run on
+        several processes: each hands its samples to rank 0's)."""
         from gflow.store import StoreCallback
 
-        return [] if self.store is None else [StoreCallback(self.store)]
+        return [StoreCallback(self.store)] if self.recording else []
 
     def close(self) -> None:
         """Stop the pool (and the Ray it started) and close the store."""
