@@ -54,8 +54,8 @@ def score(
     steps = width - 1
     transition = torch.arange(steps, device=mask.device) < rollout.lengths[:, None]
     no_action = rollout.actions.new_full((n, 1), -1)
-    fwd_lse = _masked_logsumexp(out.forward_logits, fwd_mask)
-    taken = _taken_log_prob(out.forward_logits, fwd_lse, _per_row(rollout.actions, no_action, mask))
+    fwd_logp = _legal_log_softmax(out.forward_logits, fwd_mask)
+    taken = _taken(fwd_logp, _per_row(rollout.actions, no_action, mask))
     log_pf = torch.where(transition, _pad(taken, mask)[:, :steps], 0.0)
 
     moved = rollout.backward_actions >= 0
@@ -65,8 +65,8 @@ def score(
         child_logp = _pad(-counts.log(), mask)[:, 1:]
     else:
         back = _per_row(rollout.backward_actions, no_action, mask, first=True)
-        bwd_lse = _masked_logsumexp(out.backward_logits, bwd_mask)
-        child_logp = _pad(_taken_log_prob(out.backward_logits, bwd_lse, back), mask)[:, 1:]
+        bwd_logp = _legal_log_softmax(out.backward_logits, bwd_mask)
+        child_logp = _pad(_taken(bwd_logp, back), mask)[:, 1:]
     log_pb = torch.where(moved, child_logp, 0.0)
 
     log_z = policy.log_z(rollout.cond, n)
@@ -97,8 +97,7 @@ def score(
         stoppable = fwd_mask[:, env.stop]
         traj.energy = energy
         traj.can_stop = _pad(stoppable, mask)
-        stop_logp = out.forward_logits[:, env.stop] - fwd_lse
-        traj.log_pf_stop = _pad(torch.where(stoppable, stop_logp, 0.0), mask)
+        traj.log_pf_stop = _pad(torch.where(stoppable, fwd_logp[:, env.stop], 0.0), mask)
     if "reward_components" in needs:
         traj.reward_components = _reward_components(env, rollout)
     if "backward_kl" in needs:
@@ -165,21 +164,20 @@ def _per_row(
     return grid.T[mask.T]
 
 
-def _masked_logsumexp(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """(N,) log of the summed exp(logits) over each row's legal entries; a row with none gets
-    the logsumexp of its raw logits (finite; it has no action to score)."""
+def _legal_log_softmax(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Log-softmax over each row's legal entries (-inf elsewhere); a row with none gets the
+    log-softmax of its raw logits (finite; it has no action to score)."""
     legal = logits.masked_fill(~mask, float("-inf"))
     empty = ~mask.any(dim=1)
     if bool(empty.any()):
         legal = torch.where(empty[:, None], logits, legal)
-    return legal.logsumexp(dim=1)
+    return legal.log_softmax(dim=1)
 
 
-def _taken_log_prob(logits: torch.Tensor, lse: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-    """(N,) log-probability of each row's action (`_per_row`) under the masked softmax whose
-    normalizer is `lse`; 0 for rows with no action. Reading one entry per row instead of the
-    whole masked log-softmax spares a dense (N, n_actions) output and its padded copy."""
-    picked = logits.gather(1, actions.clamp(min=0)[:, None]).squeeze(1) - lse
+def _taken(log_probs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """(N,) each row's log-probability of its action (`_per_row`), 0 for rows with none: one
+    entry per row, sparing the padded (B, T+1, n_actions) copy of the whole log-softmax."""
+    picked = log_probs.gather(1, actions.clamp(min=0)[:, None]).squeeze(1)
     return torch.where(actions >= 0, picked, 0.0)
 
 
