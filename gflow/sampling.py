@@ -133,8 +133,10 @@ def _inverse_cdf(
         error = logits_error(logits, mask, output)
         raise error if error is not None else LogitsError(f"the {output} give NaN probabilities")
     drawn = torch.searchsorted(cdf, torch.rand_like(total) * total, right=True).squeeze(1)
-    last = mask.shape[-1] - 1 - mask.flip(-1).int().argmax(dim=-1)
-    return torch.minimum(drawn, last)
+    over = (drawn == mask.shape[-1]).nonzero().squeeze(1)
+    if len(over):  # U * total rounded up to total: rare, so the dense search runs on these rows
+        drawn[over] = mask.shape[-1] - 1 - mask[over].flip(-1).int().argmax(dim=-1)
+    return drawn
 
 
 def sample_actions(

@@ -39,3 +39,9 @@ def test_wide_rows_with_nan_logits_raise():
     logits[1, 1200] = float("nan")
     with pytest.raises(LogitsError, match="NaN at legal action 1200 of row 1"):
         sample_actions(logits, mask, output="forward logits")
+
+
+def test_a_draw_rounded_past_the_end_takes_the_last_legal_action(monkeypatch):
+    logits, mask = wide_rows()
+    monkeypatch.setattr(torch, "rand_like", torch.ones_like)  # U * total == total
+    assert sample_actions(logits, mask).tolist() == [WIDTH - 1, 1300]
