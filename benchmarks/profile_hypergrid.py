@@ -20,7 +20,9 @@ After the profile it measures the **floor** of the same iterations: the matrix p
 step in the timed iterations; the heads and the gradient products of the backward pass over all
 visited states; no activation, mask, draw or bookkeeping) and the fused Adam step, each timed on
 the same clock with the same torch thread count, so that the report says how far an iteration is
-from what eager PyTorch cannot avoid (`--floor-iterations`, 0 to skip).
+from what eager PyTorch cannot avoid (`--floor-iterations`, 0 to skip). The rows are all the
+visited states: from batch 64, where the trainer evaluates distinct states once, the iteration
+multiplies fewer rows than its floor does, which is then that of the plain path.
 
 The first `--warmup` iterations train untimed (trajectories lengthen as training goes, so the
 profile is of a run past its first iterations); the next `--iterations` are timed, and the report
