@@ -39,6 +39,7 @@ from seh_frag_common import (  # noqa: E402
     check_side_by_side_arguments,
     curve_figure,
     machine,
+    per_cpu_second,
     run_gflow,
     within,
 )
@@ -108,7 +109,10 @@ def replay_peer(run: peer_side.PeerRun, proxy: SEHProxy, log_every: int) -> dict
             for k in ("top100_reward_mean", "top1000_reward_mean", "num_modes", "num_unique")
         },
         "versions": {k: results.get(k) for k in ("peer_commit", "torch", "torch_geometric")},
-        "load_average": run.load_average,
+        "process": run.process,
+        "trajectories_per_cpu_second": per_cpu_second(
+            len(run.steps) * run.results["batch"], run.process
+        ),
         "history": history,
     }
 
@@ -126,7 +130,7 @@ def _entry(log: MoleculeLog, step: int, seconds: float) -> dict[str, Any]:
 
 def gflow_side(
     args: argparse.Namespace, out: Path, budget: float | None
-) -> tuple[dict[str, Any], dict[str, list]]:
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Train `gflow bench seh-frag` at the benchmark's settings (up to `budget` seconds), or
     read the run --gflow-run names."""
     if args.gflow_run is not None:
@@ -158,6 +162,10 @@ def compare(args: argparse.Namespace, ours: dict[str, Any], peer: dict[str, Any]
         / peer_equal["trajectories_per_second"],
         "peak_rss": ours["peak_rss_mb"] / peer["peak_rss_mb"],
     }
+    if peer.get("trajectories_per_cpu_second") and ours.get("trajectories_per_cpu_second"):
+        out["ratios"]["trajectories_per_cpu_second"] = (
+            ours["trajectories_per_cpu_second"] / peer["trajectories_per_cpu_second"]
+        )
     wall = peer["seconds"]
     reached = within(ours["history"], wall)
     out["equal_wall"] = {"seconds": wall, "gflow": reached, "peer": _entry_of(peer)}
@@ -215,9 +223,9 @@ def main() -> None:
             peer["reused_from"] = None if args.peer_run is None else str(args.peer_run)
         budget = args.gflow_seconds or (peer["seconds"] if peer else None)
         sys.stderr.write(f"round {r}: gflow, budget {budget} s\n")
-        ours, load = gflow_side(args, work / f"gflow_{r}", budget)
+        ours, process = gflow_side(args, work / f"gflow_{r}", budget)
         ours = {k: v for k, v in ours.items() if k not in ("step_rewards", "top_molecules")}
-        ours["load_average"] = load
+        ours["process"] = process
         rounds.append({"gflow": ours, "peer": peer, "comparison": compare(args, ours, peer)})
     first = rounds[0]
     results = {

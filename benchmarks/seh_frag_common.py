@@ -11,13 +11,14 @@ import os
 import platform
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from matplotlib.figure import Figure
 
-from gflow.bench.machine import code_state, cpu_name
+from gflow.bench.machine import children_cpu_seconds, code_state, cpu_name
 from gflow.bench.plots import save_figure
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,16 +74,32 @@ def machine(threads: int) -> dict[str, Any]:
     }
 
 
-def run_gflow(command: Sequence[str], out: Path) -> tuple[dict[str, Any], dict[str, list]]:
+def run_gflow(command: Sequence[str], out: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """Run `gflow <command> --out OUT` in its own process (so that its peak memory is its own);
-    its results.json and the load average before and after."""
+    its results.json and how the process ran: the load average before and after, its CPU seconds
+    (user + system) and wall seconds, setup and evaluation included."""
     gflow = Path(sys.executable).parent / "gflow"
     before = list(os.getloadavg())
+    cpu, start = children_cpu_seconds(), time.perf_counter()
     done = subprocess.run([str(gflow), *command, "--out", str(out)], text=True, check=False)
+    cpu, wall = children_cpu_seconds() - cpu, time.perf_counter() - start
     after = list(os.getloadavg())
     if done.returncode != 0:
         raise SystemExit(f"gflow {' '.join(command)} exited with status {done.returncode}")
-    return json.loads((out / "results.json").read_text()), {"before": before, "after": after}
+    process = {
+        "load_average": {"before": before, "after": after},
+        "cpu_seconds": cpu,
+        "wall_seconds": wall,
+        "cpu_percent_of_one_core": 100 * cpu / wall,
+    }
+    return json.loads((out / "results.json").read_text()), process
+
+
+def per_cpu_second(trajectories: int, process: dict[str, Any]) -> float | None:
+    """Trajectories per CPU second of a whole process (setup and evaluation included), where
+    its CPU seconds are known."""
+    cpu = process.get("cpu_seconds")
+    return trajectories / cpu if cpu else None
 
 
 def at_step(history: list[dict[str, Any]], step: int) -> dict[str, Any]:

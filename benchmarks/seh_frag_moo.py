@@ -42,6 +42,7 @@ from seh_frag_common import (  # noqa: E402
     check_side_by_side_arguments,
     curve_figure,
     machine,
+    per_cpu_second,
     run_gflow,
     target,
     within,
@@ -115,7 +116,10 @@ def peer_figures(run: peer_side.PeerRun, proxy: SEHProxy, log_every: int) -> dic
         "peer_own_hypervolume": results.get("hypervolume"),
         "preferences": results.get("config", {}).get("preferences"),
         "temperature": results.get("config", {}).get("temperature"),
-        "load_average": run.load_average,
+        "process": run.process,
+        "trajectories_per_cpu_second": per_cpu_second(
+            len(steps) * run.results["batch"], run.process
+        ),
         "history": curve,
     }
 
@@ -135,9 +139,9 @@ def gflow_figures(
         str(budget or 0),
     ]  # fmt: skip
     if args.gflow_run is None:
-        results, load = run_gflow(command, out)
+        results, process = run_gflow(command, out)
     else:
-        results, load = json.loads((out / "results.json").read_text()), {}
+        results, process = json.loads((out / "results.json").read_text()), {}
     generated = json.loads((out / GENERATED).read_text())
     seconds = [g["seconds"] for g in generated]
     curve, front = hypervolume_curve([g["smiles"] for g in generated], seconds, proxy,
@@ -161,7 +165,10 @@ def gflow_figures(
                       "n_preferences", "samples_per_preference", "beta")
         },  # fmt: skip
         "settings": results["settings"],
-        "load_average": load,
+        "process": process,
+        "trajectories_per_cpu_second": per_cpu_second(
+            training["steps"] * args.batch_size, process
+        ),
         "history": curve,
     }
 
@@ -183,6 +190,10 @@ def compare(args: argparse.Namespace, ours: dict[str, Any], peer: dict[str, Any]
         "peak_rss": ours["peak_rss_mb"] / peer["peak_rss_mb"],
         "hypervolume_equal_steps": mine["hypervolume"] / peer["hypervolume"],
     }
+    if ours["trajectories_per_cpu_second"] and peer["trajectories_per_cpu_second"]:
+        out["ratios"]["trajectories_per_cpu_second"] = (
+            ours["trajectories_per_cpu_second"] / peer["trajectories_per_cpu_second"]
+        )
     reached = within(ours["history"], peer["seconds"])
     out["equal_wall"] = {"seconds": peer["seconds"], "gflow": reached,
                          "peer": peer["history"][-1]}  # fmt: skip

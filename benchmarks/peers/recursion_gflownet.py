@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from gflow.bench.machine import children_cpu_seconds
+
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_PEER_DIR = Path("..") / "shared" / "peers" / "recursion-gflownet"
 """The harness folder, relative to the repository root."""
@@ -91,7 +93,9 @@ class PeerRun:
     """The rows the peer logged, one list per training step, in generation order."""
     step_end_seconds: np.ndarray
     """(steps,) seconds from the start of training to the end of each step."""
-    load_average: dict[str, list[float]]
+    process: dict[str, Any]
+    """How the peer's process ran, where known: `load_average` at its start and end (`before`,
+    `after`), `cpu_seconds` (user + system), `max_rss_mb`, `source` of these figures."""
 
 
 def run(
@@ -111,14 +115,63 @@ def run(
         "--batch", str(batch), "--threads", str(threads), "--out", str(out), *extra,
     ]  # fmt: skip
     before = list(os.getloadavg())
+    cpu = children_cpu_seconds()
     done = subprocess.run(command, capture_output=True, text=True, check=False)
+    cpu = children_cpu_seconds() - cpu
     after = list(os.getloadavg())
     if done.returncode != 0:
         tail = "\n".join(done.stderr.strip().splitlines()[-15:])
         raise SystemExit(f"the peer's {runner} exited with status {done.returncode}:\n{tail}")
     run = load(out, steps, batch)
-    run.load_average = {"before": before, "after": after}
+    run.process = {
+        "load_average": {"before": before, "after": after},
+        "cpu_seconds": cpu,
+        "max_rss_mb": run.results.get("peak_rss_mb"),
+        "source": "measured by this script around the runner's process",
+    }
     return run
+
+
+LOAD_LOG = "load.txt"
+"""Beside reused run folders: lines `NAME start|end DATE... L1 L5 L15 RUNNING/ALL LASTPID`, the
+run folder's name, then `date` and /proc/loadavg as a wrapper script wrote them."""
+
+
+def recorded_process(out: Path) -> dict[str, Any]:
+    """What a wrapper script recorded beside the run folder `out`, when it did: the load average
+    at the run's start and end (`LOAD_LOG`) and, from `NAME.time` (`/usr/bin/time -v` output), the
+    process's CPU seconds and peak RSS. Empty when neither file is there."""
+    record: dict[str, Any] = {}
+    log = out.parent / LOAD_LOG
+    if log.is_file():
+        for line in log.read_text().splitlines():
+            words = line.split()
+            if len(words) >= 7 and words[0] == out.name and words[1] in ("start", "end"):
+                key = "before" if words[1] == "start" else "after"
+                record.setdefault("load_average", {})[key] = [float(w) for w in words[-5:-2]]
+                record.setdefault("times", {})[key] = " ".join(words[2:-5])
+    timed = out.parent / f"{out.name}.time"
+    if timed.is_file():
+        text = timed.read_text()
+        fields = {
+            name: float(m.group(1))
+            for name, pattern in (
+                ("user", r"User time \(seconds\): ([\d.]+)"),
+                ("system", r"System time \(seconds\): ([\d.]+)"),
+                ("rss_kb", r"Maximum resident set size \(kbytes\): (\d+)"),
+                ("cpu_percent", r"Percent of CPU this job got: (\d+)%"),
+            )
+            if (m := re.search(pattern, text))
+        }
+        if "user" in fields and "system" in fields:
+            record["cpu_seconds"] = fields["user"] + fields["system"]
+        if "rss_kb" in fields:
+            record["max_rss_mb"] = fields["rss_kb"] / 1024
+        if "cpu_percent" in fields:
+            record["cpu_percent_of_one_core"] = fields["cpu_percent"]
+    if record:
+        record["source"] = f"{LOAD_LOG} and {out.name}.time beside {out}"
+    return record
 
 
 def load(out: Path, steps: int, batch: int) -> PeerRun:
@@ -133,7 +186,8 @@ def load(out: Path, steps: int, batch: int) -> PeerRun:
     if len(rows) != steps * batch:
         raise SystemExit(f"the peer logged {len(rows)} molecules, expected {steps} x {batch}")
     grouped = [rows[i * batch : (i + 1) * batch] for i in range(steps)]
-    return PeerRun(results, columns, grouped, step_end_times(results, steps), {})
+    ends = step_end_times(results, steps)
+    return PeerRun(results, columns, grouped, ends, recorded_process(out))
 
 
 def load_partial(out: Path, steps: int, batch: int, peak_rss_mb: float) -> PeerRun:
@@ -166,7 +220,7 @@ def load_partial(out: Path, steps: int, batch: int, peak_rss_mb: float) -> PeerR
         "partial": "run cut short: times interpolated from train.log stamps",
     }
     grouped = [rows[i * batch : (i + 1) * batch] for i in range(steps)]
-    return PeerRun(results, columns, grouped, ends, {})
+    return PeerRun(results, columns, grouped, ends, recorded_process(out))
 
 
 def read_rows(folder: Path) -> tuple[list[str], list[tuple]]:
