@@ -46,6 +46,7 @@ import functools
 import json
 import os
 import platform
+import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -53,6 +54,9 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import phase_rows  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "profile_hypergrid.json"
@@ -343,14 +347,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"{report['mean_trajectory_length']:.1f}, load average "
         f"{report['machine']['loadavg'][0]:.2f}",
         "",
-        "| phase | ms / iteration | share |",
-        "| --- | ---: | ---: |",
+        *phase_rows(report, "iteration", 3),
     ]
-    for name, value in report["phases"].items():
-        rows.append(f"| {name} | {value['ms']:.3f} | {100 * value['share']:.1f}% |")
-        if name == "sampling":
-            for part, v in report["sampling_parts"].items():
-                rows.append(f"| - {part} | {v['ms']:.3f} | {100 * v['share']:.1f}% |")
     if "floor" in report:
         fl = report["floor"]
         parts = ", ".join(f"{k} {v:.3f}" for k, v in fl["ms"].items())

@@ -148,6 +148,8 @@ def profile(args: argparse.Namespace) -> dict[str, Any]:
 
 def markdown(report: dict[str, Any]) -> str:
     """One run as a table: phases, the parts of sampling indented."""
+    from timing import phase_rows
+
     rss = report["rss_mb"]
     rows = [
         f"`{report['label']}`: {report['cpu_seconds_per_step']:.3f} CPU s/step (median "
@@ -156,14 +158,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"torch {rss['after_torch']:.0f}, imports {rss['after_imports']:.0f}, built "
         f"{rss['after_build']:.0f}, end {rss['end']:.0f}, peak {rss['peak']:.0f}",
         "",
-        "| phase | ms / step | share |",
-        "| --- | ---: | ---: |",
+        *phase_rows(report, "step", 1),
     ]
-    for name, value in report["phases"].items():
-        rows.append(f"| {name} | {value['ms']:.1f} | {100 * value['share']:.1f}% |")
-        if name == "sampling":
-            for part, v in report["sampling_parts"].items():
-                rows.append(f"| - {part} | {v['ms']:.1f} | {100 * v['share']:.1f}% |")
     return "\n".join(rows) + "\n"
 
 

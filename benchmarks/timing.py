@@ -29,3 +29,15 @@ def time_iterations(step: Callable[[], Any], args: argparse.Namespace) -> dict[s
         "wall_seconds": time.perf_counter() - wall,
         "cpu_seconds": time.process_time() - cpu,
     }
+
+
+def phase_rows(report: dict[str, Any], unit: str, digits: int) -> list[str]:
+    """A profile's phases as markdown table rows (header first), the parts of sampling
+    indented under it; `unit` names the period ("iteration", "step")."""
+    rows = [f"| phase | ms / {unit} | share |", "| --- | ---: | ---: |"]
+    for name, value in report["phases"].items():
+        rows.append(f"| {name} | {value['ms']:.{digits}f} | {100 * value['share']:.1f}% |")
+        if name == "sampling":
+            for part, v in report["sampling_parts"].items():
+                rows.append(f"| - {part} | {v['ms']:.{digits}f} | {100 * v['share']:.1f}% |")
+    return rows
