@@ -241,8 +241,9 @@ class GraphBuildingEnv(Env):
 
     def featurize(self, states: GraphStates) -> Batch:
         """One torch-geometric `Batch`: x, edge_index (both directions), edge_attr, batch, ptr,
-        node_slot (local node index), graph_attr, and for layouts with per-pair actions
-        pair_index (2, P) over i < j, pair_batch, pair_slot (pair position), pair_attr."""
+        node_slot (local node index), graph_attr, forward_mask (B, forward layout size; what a
+        policy with a stop gate reads), and for layouts with per-pair actions pair_index (2, P)
+        over i < j, pair_batch, pair_slot (pair position), pair_attr."""
         present = states.nodes >= 0
         count = present.sum(1)
         ptr = torch.nn.functional.pad(count.cumsum(0), (1, 0))
@@ -257,6 +258,7 @@ class GraphBuildingEnv(Env):
             ptr=ptr,
             node_slot=slot,
             graph_attr=self.graph_features(states),
+            forward_mask=self.forward_mask(states),
         )
         batch._num_graphs = len(states)
         if self.forward_layout.per_pair or self.backward_layout.per_pair:

@@ -85,6 +85,9 @@ class ModelConfig:
     learn_pb: bool = False
     heads: int = 4
     """Attention heads (graph transformer only; `hidden` must be a multiple of it)."""
+    stop_gate: bool = False
+    """Graph transformer only: read the stop logit as a stop-or-continue gate
+    (`gflow.policies.graph_transformer.GraphTransformerPolicy`)."""
 
     def __post_init__(self) -> None:
         check_at_least(self, {"hidden": 1, "layers": 1, "heads": 1})

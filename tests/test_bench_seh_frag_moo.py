@@ -116,7 +116,9 @@ def test_the_store_records_every_generated_molecule_and_the_figure_comes_from_it
     mols = [Chem.MolFromSmiles(r["object"]) for r in rows]
     vectors = torch.tensor([r["components"] for r in rows], dtype=torch.float64)
     seh = peer_seh(SEHProxy.from_file(proxy_path())(mols))  # clip(proxy / 8, 1e-4, 100)
-    torch.testing.assert_close(vectors, torch.stack([seh, qed(mols).double()], 1))
+    # the proxy runs in float32: a score moves by ~1e-7 with the batch it was computed in
+    expected = torch.stack([seh, qed(mols).double()], 1)
+    torch.testing.assert_close(vectors, expected, rtol=1e-6, atol=1e-6)
     for r in rows:
         assert len(r["preference"]) == 2 and sum(r["preference"]) == pytest.approx(1)
         assert 0.5 <= r["temperature"] <= 32 and r["worker"] == "learner"

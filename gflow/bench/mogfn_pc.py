@@ -108,6 +108,8 @@ class Task:
     task recording what training generates leaves the evaluations out."""
     callbacks: list[Callback] = field(default_factory=list)
     """Told of each training step before the curve evaluation (e.g. a sample store's recorder)."""
+    model_options: dict[str, Any] = field(default_factory=dict)
+    """Further `ModelConfig` fields of the policy (e.g. stop_gate), recorded in the settings."""
 
 
 def add_arguments(parser: argparse.ArgumentParser, short: Preset, paper: Preset) -> None:
@@ -206,7 +208,8 @@ def run_mogfn(
     final = EvalConfig(opts.grid, opts.samples, opts.k, args.eval_beta)
     probe_n = opts.curve_samples
     probe = EvalConfig(opts.grid, probe_n, min(opts.k, probe_n), args.eval_beta)
-    policy = build_policy(env, ModelConfig(hidden=opts.hidden, layers=opts.layers), args.device)
+    model = ModelConfig(hidden=opts.hidden, layers=opts.layers, **task.model_options)
+    policy = build_policy(env, model, args.device)
     trainer = Trainer(env, policy, get_objective("tb"), config, {"name": task.name, "options": {}})
     curve = _Curve(env, task, probe, opts.eval_every)
     if opts.eval_every:
@@ -253,6 +256,7 @@ def run_mogfn(
             "eval_beta": samples.beta,
             "scalarization": args.scalarization,
             "objectives": task.objective_names,
+            "model_options": task.model_options,
             "temperature": "beta ~ U(beta_min, beta_max), thermometer-encoded",
             "preferences": "w ~ Dirichlet(alpha), raw simplex coordinates",
         },

@@ -75,6 +75,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"comma-separated subset of {','.join(OBJECTIVE_NAMES)} (default all four)",
     )
     parser.add_argument("--max-fragments", type=int, default=9, help="fragments per molecule")
+    parser.add_argument(
+        "--stop",
+        choices=("gate", "flat"),
+        default="gate",
+        help="gate (default): the policy's stop logit is a stop-or-continue gate, so an untrained "
+        "policy stops with probability 1/2 at each step; flat: one logit among the thousands of "
+        "attachments, so it nearly always grows to --max-fragments",
+    )
     parser.add_argument("--proxy", default=None, help="sEH proxy weights (.npz or .pkl.gz)")
     parser.add_argument("--fragments", default=None, help="fragment vocabulary JSON")
     parser.add_argument(
@@ -112,7 +120,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "MW clip((300 - MW) / 700 + 1, 0, 1); all in [0, 1], larger is better",
             "conditioning": "default: recursionpharma/gflownet's (w ~ Dirichlet(1.5), beta ~ "
             "U[0.5, 32], 32-bin thermometer); its own code validates on Dirichlet(1)",
-            "policy": "graph transformer conditioned on (w, beta), as MOGFN's seh-frag-moo",
+            "policy": "graph transformer conditioned on (w, beta), as MOGFN's seh-frag-moo; "
+            + (
+                "stop-or-continue gate on the stop logit (--stop gate)"
+                if args.stop == "gate"
+                else "plain stop logit (--stop flat)"
+            ),
             "diversity": "mean pairwise Tanimoto distance (Morgan radius 2, 2048 bits) of the "
             "top-K molecules of each preference",
             "samples": "short preset: 32 samples per preference (MOGFN: 128, --paper)",
@@ -120,6 +133,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         },
         recording=generated.recording,
         callbacks=[StoreCallback(store, generated.components)],
+        model_options={"stop_gate": args.stop == "gate"},
     )
     with store:
         results = mogfn_pc.run_mogfn(args, task, SHORT, PAPER)

@@ -40,11 +40,21 @@ class _Block(nn.Module):
 
 
 class _Heads(nn.Module):
-    """Per-graph, per-node and per-pair output heads for one action layout."""
+    """Per-graph, per-node and per-pair output heads for one action layout; with `stop_gate`
+    the stop output is a gate (see `GraphTransformerPolicy`)."""
 
-    def __init__(self, layout: GraphActionLayout, hidden: int, extra_graph: int = 0):
+    def __init__(
+        self,
+        layout: GraphActionLayout,
+        hidden: int,
+        extra_graph: int = 0,
+        stop_gate: bool = False,
+    ):
         super().__init__()
+        if stop_gate and not layout.stop:
+            raise ValueError("stop_gate needs a layout with a stop action")
         self.layout = layout
+        self.stop_gate = stop_gate
         graph_width = layout.per_graph + int(layout.stop) + extra_graph
         self.graph = mlp([2 * hidden, hidden, graph_width]) if graph_width else None
         self.node = mlp([3 * hidden, hidden, layout.per_node]) if layout.per_node else None
@@ -73,7 +83,27 @@ class _Heads(nn.Module):
             pair_slot=getattr(batch, "pair_slot", None),
             stop=stop,
         )
+        if self.stop_gate:
+            logits = _gate_stop(logits, batch, layout.stop_index)
         return logits, graph_out[:, width + int(layout.stop) :]
+
+
+def _gate_stop(logits: torch.Tensor, batch: Batch, stop: int) -> torch.Tensor:
+    """The logits with the stop entry (the last column) read as a gate: stop's output plus the
+    logsumexp of the other legal actions' logits, so that softmax over the legal actions stops
+    with probability sigmoid(stop's output) and otherwise picks among the rest by their softmax.
+    Where stop is the only legal action its output is left as it is."""
+    mask = getattr(batch, "forward_mask", None)
+    if mask is None:
+        raise ValueError("stop_gate needs features carrying forward_mask (graph envs' featurize)")
+    others, going = mask[:, :stop], logits[:, :stop]
+    # a finite fill keeps the gradients of rows with no other legal action finite; logsumexp as
+    # max - log_softmax at the max, since the fused log_softmax kernel is several times faster
+    masked = going.masked_fill(~others, torch.finfo(logits.dtype).min)
+    top, at = masked.max(dim=1, keepdim=True)
+    rest = (top - masked.log_softmax(dim=1).gather(1, at)).squeeze(1)
+    rest = torch.where(others.any(dim=1), rest, torch.zeros_like(rest))
+    return torch.cat([going, (logits[:, stop] + rest)[:, None]], dim=1)
 
 
 class GraphTransformerPolicy(Policy):
@@ -87,6 +117,14 @@ class GraphTransformerPolicy(Policy):
     the conditioning, which is also added to every node's input. Readout:
     per graph [virtual node, mean of nodes]; per node [node, graph]; per pair i < j
     [h_i + h_j, h_i * h_j, pair features, graph], so outputs are permutation-equivariant.
+
+    `stop_gate`: the stop logit is the stop output plus the logsumexp of the other legal forward
+    logits (from the features' `forward_mask`), so the policy stops with probability
+    sigmoid(stop output) and otherwise continues with the softmax of the rest. The family of
+    distributions is the same; what changes is where training starts: with a plain stop logit
+    an untrained policy stops with probability about 1 / (number of legal actions), so with a
+    large vocabulary (the 72 fragments' thousands of attachments) it nearly always grows to the
+    size limit, while the gate starts at one half whatever the vocabulary.
     """
 
     def __init__(
@@ -101,6 +139,7 @@ class GraphTransformerPolicy(Policy):
         heads: int = 4,
         cond_dim: int = 0,
         learn_pb: bool = False,
+        stop_gate: bool = False,
     ):
         super().__init__()
         if hidden % heads:
@@ -115,7 +154,7 @@ class GraphTransformerPolicy(Policy):
         self.edge_dim = edge_dim
         self.blocks = nn.ModuleList(_Block(hidden, heads, edge_dim + 2) for _ in range(layers))
         self.norm = nn.LayerNorm(hidden)
-        self.forward_heads = _Heads(forward_layout, hidden, extra_graph=1)
+        self.forward_heads = _Heads(forward_layout, hidden, extra_graph=1, stop_gate=stop_gate)
         self.backward_head = _Heads(backward_layout, hidden) if learn_pb else None
         self.uses_pairs = bool(forward_layout.per_pair or (learn_pb and backward_layout.per_pair))
         if cond_dim:

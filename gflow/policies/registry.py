@@ -63,6 +63,8 @@ def policy_spec(env: Env, model: ModelConfig | None = None) -> PolicySpec:
     (`env.policy_kind`: a graph transformer for graph environments, else an MLP), conditional
     (cond_dim > 0) when the env is."""
     model = model or ModelConfig()
+    if model.stop_gate and env.policy_kind != "graph-transformer":
+        raise ValueError("stop_gate applies to the graph transformer of graph environments only")
     options = {
         "hidden": model.hidden,
         "layers": model.layers,
@@ -71,6 +73,8 @@ def policy_spec(env: Env, model: ModelConfig | None = None) -> PolicySpec:
     }
     if env.policy_kind == "graph-transformer":
         options["heads"] = model.heads
+        if model.stop_gate:  # recorded only when on: earlier checkpoints' specs stay equal
+            options["stop_gate"] = True
     return PolicySpec(env.policy_kind, options)
 
 
