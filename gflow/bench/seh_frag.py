@@ -28,12 +28,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from matplotlib.figure import Figure
 from rdkit import Chem, DataStructs
 
 from gflow.bench.machine import machine_info
 from gflow.bench.molecule_grid import save_molecule_grid
-from gflow.bench.plots import save_figure
 from gflow.checkpoint import save_json, seed_everything
 from gflow.conditioning import ConditionalEnv, Conditioning, TemperatureDistribution
 from gflow.device import resolve_device
@@ -395,6 +393,10 @@ def save_reward_plot(
     path: str | Path, step_rewards: Sequence[float], history: Sequence[dict]
 ) -> None:
     """Mean batch reward per step (with a moving average) and the running top-100 mean, as PNG."""
+    from matplotlib.figure import Figure  # after training: plotting costs no training memory
+
+    from gflow.bench.plots import save_figure
+
     steps = np.arange(1, len(step_rewards) + 1)
     window = max(1, len(step_rewards) // 20)
     smooth = np.convolve(step_rewards, np.ones(window) / window, mode="valid")
