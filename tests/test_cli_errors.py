@@ -380,15 +380,19 @@ def test_ctrl_c_stops_a_long_exact_hypervolume_at_once(tmp_path):
     command = [sys.executable, "-m", "gflow", "hv", str(tmp_path / "many.npy"), "--ref", "0"]
     command[-1] = ",".join(["0"] * 10)
     proc = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    warning = proc.stderr.readline()  # printed before the exact computation starts
-    assert warning.startswith("gflow hv: warning: the exact hypervolume of 200 Pareto points")
-    assert "10 objectives may take about" in warning and "--approx" in warning
-    time.sleep(0.5)
-    assert proc.poll() is None  # still computing
-    sent = time.monotonic()
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
-    assert time.monotonic() - sent < 5
+    try:  # a failed assertion must not leave hours of computation running
+        warning = proc.stderr.readline()  # printed before the exact computation starts
+        assert warning.startswith("gflow hv: warning: the exact hypervolume of 200 Pareto points")
+        assert "10 objectives may take about" in warning and "--approx" in warning
+        time.sleep(0.5)
+        assert proc.poll() is None  # still computing
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+        assert time.monotonic() - sent < 5
+    finally:
+        proc.kill()
+        proc.wait()
     assert proc.returncode == 130 and out == "" and err.strip() == "gflow hv: interrupted"
 
 
