@@ -82,9 +82,19 @@ def recorded_outputs(policy: Policy, rollout: Rollout) -> PolicyOutput | None:
     return PolicyOutput(out.forward_logits[i], back, out.log_flow[i])
 
 
+def legal_log_softmax(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Log-softmax over each row's legal entries (-inf elsewhere); a row with none gets the
+    log-softmax of its raw logits (finite, so its gradients are too; it has no action to score)."""
+    legal = logits.masked_fill(~mask, float("-inf"))
+    empty = ~mask.any(dim=-1, keepdim=True)
+    if bool(empty.any()):
+        legal = torch.where(empty, logits, legal)
+    return legal.log_softmax(dim=-1)
+
+
 def masked_log_softmax(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Log-softmax over legal entries; illegal entries get -inf, rows with none get 0."""
-    out = logits.masked_fill(~mask, float("-inf")).log_softmax(dim=-1)
+    out = legal_log_softmax(logits, mask)
     return torch.where(mask.any(dim=-1, keepdim=True), out, torch.zeros_like(out))
 
 

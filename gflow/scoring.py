@@ -8,7 +8,7 @@ import torch
 
 from gflow.env import Env
 from gflow.policies.base import Policy
-from gflow.sampling import Rollout, masked_log_softmax, recorded_outputs
+from gflow.sampling import Rollout, legal_log_softmax, masked_log_softmax, recorded_outputs
 from gflow.segment import segment_logsumexp
 from gflow.trajectories import NEEDS, Trajectories
 
@@ -54,7 +54,7 @@ def score(
     steps = width - 1
     transition = torch.arange(steps, device=mask.device) < rollout.lengths[:, None]
     no_action = rollout.actions.new_full((n, 1), -1)
-    fwd_logp = _legal_log_softmax(out.forward_logits, fwd_mask)
+    fwd_logp = legal_log_softmax(out.forward_logits, fwd_mask)
     taken = _taken(fwd_logp, _per_row(rollout.actions, no_action, mask))
     log_pf = torch.where(transition, _pad(taken, mask)[:, :steps], 0.0)
 
@@ -65,7 +65,7 @@ def score(
         child_logp = _pad(-counts.log(), mask)[:, 1:]
     else:
         back = _per_row(rollout.backward_actions, no_action, mask, first=True)
-        bwd_logp = _legal_log_softmax(out.backward_logits, bwd_mask)
+        bwd_logp = legal_log_softmax(out.backward_logits, bwd_mask)
         child_logp = _pad(_taken(bwd_logp, back), mask)[:, 1:]
     log_pb = torch.where(moved, child_logp, 0.0)
 
@@ -162,16 +162,6 @@ def _per_row(
     taken at s_t, or with `first` the one that reached s_t (backward actions); -1 where none."""
     grid = torch.cat([none, actions] if first else [actions, none], dim=1)
     return grid.T[mask.T]
-
-
-def _legal_log_softmax(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Log-softmax over each row's legal entries (-inf elsewhere); a row with none gets the
-    log-softmax of its raw logits (finite; it has no action to score)."""
-    legal = logits.masked_fill(~mask, float("-inf"))
-    empty = ~mask.any(dim=1)
-    if bool(empty.any()):
-        legal = torch.where(empty[:, None], logits, legal)
-    return legal.log_softmax(dim=1)
 
 
 def _taken(log_probs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
