@@ -180,7 +180,9 @@ class Trainer:
         cond = env.conditioning.sample(n) if env.conditional else None
         online = sample_forward(
             env, self.policy, n, cond, cfg.temperature, cfg.epsilon, cfg.max_steps,
-            keep_outputs=True,  # scoring reuses the sampling pass (issue 11)
+            # scoring reuses the sampling pass (issue 11), unless replayed rows join the batch
+            # (`cat_rollouts` keeps no record, so recording would cost for nothing)
+            keep_outputs=not n_replay,
             fixed_horizon=env.device.type == "cuda",  # no host sync while sampling (issue 11)
             dedupe=n >= DEDUPE_BATCH,  # one policy pass per distinct state (issue 11)
             table=self.table,  # featurize, mask and step by lookups (issue 11)

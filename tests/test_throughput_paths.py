@@ -269,3 +269,27 @@ def test_state_tables_refuse_ids_that_collide_or_steps_that_leave_the_listed_sta
         state_table(CoordinateSumIds(2, 4))
     with pytest.raises(ValueError, match="missing from enumerate_states"):
         state_table(LeavesTheGrid(2, 4))
+
+
+def test_the_trainer_records_the_sampling_pass_only_when_no_replayed_rows_join_the_batch(
+    monkeypatch,
+):
+    import gflow.training
+
+    env = HyperGrid(2, 4)
+    kept = []
+
+    def sample(*args, **kwargs):
+        kept.append(kwargs["keep_outputs"])
+        return sample_forward(*args, **kwargs)
+
+    monkeypatch.setattr(gflow.training, "sample_forward", sample)
+    config = TrainConfig(batch_size=8, replay_capacity=50, replay_fraction=0.5, seed=0)
+    trainer = Trainer(env, small_policy(env), get_objective("tb"), config)
+    batches = [trainer.batch() for _ in range(3)]
+    # the buffer is empty at the first step: no replay, so that rollout is recorded
+    assert kept == [True, False, False]
+    assert batches[0].recorded is not None
+    assert [int(b.done.shape[0]) for b in batches] == [8, 8, 8]
+    trainer.loss(batches[-1]).backward()  # the unrecorded batch is scored by a second pass
+    assert trainer.policy.forward_head.weight.grad.abs().sum() > 0
