@@ -63,6 +63,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--peer-venv", type=Path, default=DEFAULT_VENV)
     p.add_argument("--peer-spec", default="torchgfn>=2.4,<2.5")
     p.add_argument("--skip-peer", action="store_true", help="measure gflow only")
+    p.add_argument(
+        "--floor-iterations", type=int, default=100,
+        help="hypergrid on the CPU: iterations after the timed ones whose floor (matrix products "
+        "and Adam step alone) is timed; 0: skip",
+    )
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--env", choices=sorted(ENVS), help=argparse.SUPPRESS)
@@ -72,8 +77,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         values = getattr(args, name)
         if min(values if isinstance(values, list) else [values]) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
-    if args.seconds <= 0 or args.warmup < 0:
-        p.error("--seconds must be > 0 and --warmup >= 0")
+    if args.seconds <= 0 or args.warmup < 0 or args.floor_iterations < 0:
+        p.error("--seconds must be > 0, --warmup and --floor-iterations >= 0")
     return args
 
 
@@ -108,7 +113,31 @@ def run_gflow(args: argparse.Namespace) -> dict[str, Any]:
         device=args.device,
     )
     trainer = Trainer(env, policy, get_objective("tb"), config)
-    return time_iterations(trainer.train_step, args)
+    run = time_iterations(trainer.train_step, args)
+    if args.floor_iterations and args.env == "hypergrid" and args.device == "cpu":
+        run["floor"] = floor_after(trainer, args.floor_iterations)
+    return run
+
+
+def floor_after(trainer: Any, iterations: int) -> dict[str, Any]:
+    """Train `iterations` more steps, recording the rows of every sampling step, then time the
+    floor of those iterations (`profile_hypergrid.floor`: their matrix products and Adam steps
+    alone, CPU time): what this iteration would cost with no overhead around them."""
+    from profile_hypergrid import floor
+
+    rows: list[list[int]] = []
+    sample = trainer.batch
+
+    def batch() -> Any:
+        rollout = sample()
+        rows.append(rollout.state_mask.sum(0).tolist())
+        return rollout
+
+    trainer.batch = batch
+    for _ in range(iterations):
+        trainer.train_step()
+    trainer.batch = sample
+    return floor(trainer, rows, time.process_time)
 
 
 def worker_flags(args: argparse.Namespace, env: str, batch: int, seed: int) -> list[str]:
@@ -150,6 +179,18 @@ def summarize(runs: list[dict[str, Any]], libraries: tuple[str, ...]) -> dict[st
             key: out["gflow"][key] / out["torchgfn"][key]
             for key in ("trajectories_per_second", "trajectories_per_second_cpu")
         }
+    floors = [r["floor"]["total_ms"] for r in runs if "floor" in r]
+    if floors:
+        out["gflow"]["floor_ms_per_iteration"] = statistics.median(floors)
+        out["gflow"]["ms_per_iteration_cpu"] = 1e3 * statistics.median(
+            r["cpu_seconds"] / r["iterations"] for r in runs if r["library"] == "gflow"
+        )
+    if floors and "ratios" in out:
+        # the CPU-time ratio gflow would reach if an iteration cost its floor and nothing more
+        peer_ms = 1e3 * statistics.median(
+            r["cpu_seconds"] / r["iterations"] for r in runs if r["library"] == "torchgfn"
+        )
+        out["ratios"]["ceiling_at_floor_cpu"] = peer_ms / out["gflow"]["floor_ms_per_iteration"]
     return out
 
 
@@ -172,7 +213,8 @@ def main(argv: list[str] | None = None) -> None:
                 order = libraries if (len(settings) + repeat) % 2 == 0 else libraries[::-1]
                 for lib in order:
                     if lib == "gflow":
-                        command = [sys.executable, __file__, "--worker", *flags]
+                        command = [sys.executable, __file__, "--worker", *flags,
+                                   "--floor-iterations", str(args.floor_iterations)]  # fmt: skip
                     else:
                         command = [str(peer_python), str(PEER_SCRIPT), *flags]
                     before = list(os.getloadavg())
@@ -182,11 +224,13 @@ def main(argv: list[str] | None = None) -> None:
                         "loadavg_after": list(os.getloadavg()),
                     }
                     runs.append(run)
+                    floor_ms = run.get("floor", {}).get("total_ms")
+                    floor_note = f", floor {floor_ms:.2f} ms/iteration" if floor_ms else ""
                     print(
                         f"{env} batch {batch} {lib:8s}: "
                         f"{run['trajectories_per_second']:.0f} traj/s "
                         f"({run['trajectories_per_second_cpu']:.0f} per CPU second), "
-                        f"{run['iterations']} iterations, load {before[0]:.1f}",
+                        f"{run['iterations']} iterations, load {before[0]:.1f}{floor_note}",
                         flush=True,
                     )
             settings.append(
