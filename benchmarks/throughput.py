@@ -120,9 +120,10 @@ def run_gflow(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def floor_after(trainer: Any, iterations: int) -> dict[str, Any]:
-    """Train `iterations` more steps, recording the rows of every sampling step, then time the
-    floor of those iterations (`profile_hypergrid.floor`: their matrix products and Adam steps
-    alone, CPU time): what this iteration would cost with no overhead around them."""
+    """Train `iterations` more steps, recording the rows the policy evaluated at every sampling
+    step (the distinct states where the trainer deduplicates), then time the floor of those
+    iterations (`profile_hypergrid.floor`: their matrix products and Adam steps alone, CPU
+    time): what this iteration would cost with no overhead around them."""
     from profile_hypergrid import floor
 
     rows: list[list[int]] = []
@@ -130,7 +131,11 @@ def floor_after(trainer: Any, iterations: int) -> dict[str, Any]:
 
     def batch() -> Any:
         rollout = sample()
-        rows.append(rollout.state_mask.sum(0).tolist())
+        sizes = rollout.state_mask.sum(0).tolist()
+        recorded = rollout.recorded
+        if recorded is not None and recorded.index is not None:
+            sizes = [len(step.unique()) for step in recorded.index.split(sizes)]
+        rows.append(sizes)
         return rollout
 
     trainer.batch = batch
