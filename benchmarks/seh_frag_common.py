@@ -110,6 +110,12 @@ def at_step(history: list[dict[str, Any]], step: int) -> dict[str, Any]:
     return matches[0]
 
 
+def peak_at(entry: dict[str, Any], run: dict[str, Any]) -> float:
+    """The peak resident memory up to a curve entry's step, or the whole run's where the curve
+    does not record it (runs from before it did)."""
+    return entry.get("peak_rss_mb") or run["peak_rss_mb"]
+
+
 def within(history: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
     """The last curve entry reached within `seconds`."""
     inside = [h for h in history if h["seconds"] <= seconds]

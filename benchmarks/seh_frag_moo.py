@@ -42,6 +42,7 @@ from seh_frag_common import (  # noqa: E402
     check_side_by_side_arguments,
     curve_figure,
     machine,
+    peak_at,
     per_cpu_second,
     run_gflow,
     target,
@@ -149,6 +150,7 @@ def gflow_figures(
     rss = {m["step"]: m["rss_mb"] for m in results["generated"]["curve"]}
     for point in curve:
         point["rss_mb"] = generated[point["step"] - 1]["rss_mb"]
+        point["peak_rss_mb"] = generated[point["step"] - 1].get("peak_rss_mb")
     training = results["training"]
     return {
         "steps": training["steps"],
@@ -178,7 +180,8 @@ def compare(args: argparse.Namespace, ours: dict[str, Any], peer: dict[str, Any]
     mine = at_step(ours["history"], args.steps)
     gflow_equal = mine | {
         "trajectories_per_second": args.steps * args.batch_size / mine["seconds"],
-        "peak_rss_mb": ours["peak_rss_mb"],
+        "peak_rss_mb": peak_at(mine, ours),
+        "peak_rss_mb_whole_run": ours["peak_rss_mb"],
     }
     out: dict[str, Any] = {"equal_steps": {"gflow": gflow_equal}}
     if peer is None:
@@ -187,7 +190,7 @@ def compare(args: argparse.Namespace, ours: dict[str, Any], peer: dict[str, Any]
     ratio = gflow_equal["trajectories_per_second"] / peer["trajectories_per_second"]
     out["ratios"] = {
         "trajectories_per_second": ratio,
-        "peak_rss": ours["peak_rss_mb"] / peer["peak_rss_mb"],
+        "peak_rss": gflow_equal["peak_rss_mb"] / peer["peak_rss_mb"],
         "hypervolume_equal_steps": mine["hypervolume"] / peer["hypervolume"],
     }
     if ours["trajectories_per_cpu_second"] and peer["trajectories_per_cpu_second"]:

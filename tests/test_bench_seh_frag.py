@@ -137,6 +137,7 @@ def test_time_budget_stops_training_and_the_paper_preset_is_the_protocol(tmp_pat
     assert summary["steps"] == 1 == len(summary["history"]) and log.generated == 4
     entry = summary["history"][0]
     assert entry["step"] == 1 and entry["rss_mb"] > 0 and summary["peak_rss_mb"] > 0
+    assert 0 < entry["peak_rss_mb"] <= summary["peak_rss_mb"]  # the peak so far, at the entry
     assert entry["top_1000_reward"] is None and summary["top_100_diversity"] is None
     from gflow.cli import build_parser
 

@@ -313,6 +313,7 @@ class MoleculeProgress(Callback):
                 "unique": len(log.smiles),
                 "modes": len(log.modes),
                 "rss_mb": rss_mb(),
+                "peak_rss_mb": peak_rss_mb(),
             }
             self.history.append(entry)
             if self.progress is not None:

@@ -208,7 +208,7 @@ class GeneratedLog:
             vectors[:, self.names.index("seh")] = peer_seh(raw)
         self.vectors = vectors
         now = self.seconds + time.perf_counter() - self.since
-        self.clock.append({"seconds": now, "rss_mb": rss_mb()})
+        self.clock.append({"seconds": now, "rss_mb": rss_mb(), "peak_rss_mb": peak_rss_mb()})
 
     def components(self, trainer: Trainer, batch: Any, states: Any) -> torch.Tensor:
         """The store's reward components of a training step's molecules: their objective
@@ -249,6 +249,7 @@ class GeneratedLog:
                     "seconds": steps[m - 1]["seconds"],
                     "hypervolume": v,
                     "rss_mb": steps[m - 1]["rss_mb"],
+                    "peak_rss_mb": steps[m - 1]["peak_rss_mb"],
                 }
                 for m, v in zip(marks, values, strict=True)
             ],
