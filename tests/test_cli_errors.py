@@ -396,6 +396,21 @@ def test_ctrl_c_stops_a_long_exact_hypervolume_at_once(tmp_path):
     assert proc.returncode == 130 and out == "" and err.strip() == "gflow hv: interrupted"
 
 
+def test_ctrl_c_delivered_to_the_worker_thread_still_interrupts_at_once():
+    import threading
+
+    def interrupt_the_worker() -> None:
+        (worker,) = [t for t in threading.enumerate() if t.name == "gflow-hv"]
+        signal.pthread_kill(worker.ident, signal.SIGINT)  # the kernel's choice, made here
+
+    timer = threading.Timer(0.2, interrupt_the_worker)
+    timer.start()
+    start = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        hv_command.interruptible(time.sleep, 5)  # sleeps in C, the GIL released
+    assert time.monotonic() - start < 2
+
+
 def test_diverged_training_is_one_line_exit_2(capsys, tmp_path):
     result = gflow(capsys, "train", *TINY, "--lr", "1e30", "--steps", "20", *RUNTIME,
                    "--out", tmp_path / "run")  # fmt: skip

@@ -282,10 +282,15 @@ def _check_plot_target(out: Path, n_objectives: int) -> None:
         raise UsageError(f"--plot {out}: unknown image format; use one of {', '.join(formats)}")
 
 
+WAKE_SECONDS = 0.1
+"""How often `interruptible`'s wait wakes to run a pending Ctrl-C."""
+
+
 def interruptible(function: Callable[..., T], *args: Any) -> T:
     """`function(*args)` run in a daemon thread while this (main) thread waits, so Ctrl-C
     raises KeyboardInterrupt here at once even while the worker is inside C code; the abandoned
-    worker ends with the process."""
+    worker ends with the process. The wait wakes every WAKE_SECONDS: the kernel may deliver
+    SIGINT to the worker thread, which leaves an untimed wait asleep until the worker ends."""
     outcome: dict[str, Any] = {}
 
     def work() -> None:
@@ -296,7 +301,8 @@ def interruptible(function: Callable[..., T], *args: Any) -> T:
 
     worker = threading.Thread(target=work, name="gflow-hv", daemon=True)
     worker.start()
-    worker.join()
+    while worker.is_alive():
+        worker.join(WAKE_SECONDS)
     if "error" in outcome:
         raise outcome["error"]
     return outcome["value"]
