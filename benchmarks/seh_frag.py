@@ -36,11 +36,10 @@ from peers import recursion_gflownet as peer_side  # noqa: E402
 from seh_frag_common import (  # noqa: E402
     RESULTS_DIR,
     add_side_by_side_arguments,
-    at_step,
+    at_equal_steps,
     check_side_by_side_arguments,
     curve_figure,
     machine,
-    peak_at,
     per_cpu_second,
     run_gflow,
     within,
@@ -148,13 +147,7 @@ def gflow_side(
 
 def compare(args: argparse.Namespace, ours: dict[str, Any], peer: dict[str, Any] | None) -> dict:
     """Figures at the peer's step count and at its wall time, the ratios and the targets."""
-    n, batch = args.steps, args.batch_size
-    mine = at_step(ours["history"], n)
-    gflow_equal = mine | {
-        "trajectories_per_second": n * batch / mine["seconds"],
-        "peak_rss_mb": peak_at(mine, ours),
-        "peak_rss_mb_whole_run": ours["peak_rss_mb"],
-    }
+    gflow_equal = at_equal_steps(ours, args.steps, args.batch_size)
     out: dict[str, Any] = {"equal_steps": {"gflow": gflow_equal}}
     if peer is None:
         return out

@@ -110,10 +110,16 @@ def at_step(history: list[dict[str, Any]], step: int) -> dict[str, Any]:
     return matches[0]
 
 
-def peak_at(entry: dict[str, Any], run: dict[str, Any]) -> float:
-    """The peak resident memory up to a curve entry's step, or the whole run's where the curve
-    does not record it (runs from before it did)."""
-    return entry.get("peak_rss_mb") or run["peak_rss_mb"]
+def at_equal_steps(run: dict[str, Any], steps: int, batch: int) -> dict[str, Any]:
+    """gflow's curve entry at `steps` with its trajectories/s to there and its peak resident
+    memory up to there (the whole run's where the curve does not record it: runs from before
+    it did), the whole run's peak beside it."""
+    entry = at_step(run["history"], steps)
+    return entry | {
+        "trajectories_per_second": steps * batch / entry["seconds"],
+        "peak_rss_mb": entry.get("peak_rss_mb") or run["peak_rss_mb"],
+        "peak_rss_mb_whole_run": run["peak_rss_mb"],
+    }
 
 
 def within(history: list[dict[str, Any]], seconds: float) -> dict[str, Any]:

@@ -38,11 +38,10 @@ from peers import recursion_gflownet as peer_side  # noqa: E402
 from seh_frag_common import (  # noqa: E402
     RESULTS_DIR,
     add_side_by_side_arguments,
-    at_step,
+    at_equal_steps,
     check_side_by_side_arguments,
     curve_figure,
     machine,
-    peak_at,
     per_cpu_second,
     run_gflow,
     target,
@@ -177,12 +176,7 @@ def gflow_figures(
 
 def compare(args: argparse.Namespace, ours: dict[str, Any], peer: dict[str, Any] | None) -> dict:
     """Figures at the peer's step count and at its wall time, the ratios and the targets."""
-    mine = at_step(ours["history"], args.steps)
-    gflow_equal = mine | {
-        "trajectories_per_second": args.steps * args.batch_size / mine["seconds"],
-        "peak_rss_mb": peak_at(mine, ours),
-        "peak_rss_mb_whole_run": ours["peak_rss_mb"],
-    }
+    gflow_equal = at_equal_steps(ours, args.steps, args.batch_size)
     out: dict[str, Any] = {"equal_steps": {"gflow": gflow_equal}}
     if peer is None:
         return out
@@ -191,7 +185,7 @@ def compare(args: argparse.Namespace, ours: dict[str, Any], peer: dict[str, Any]
     out["ratios"] = {
         "trajectories_per_second": ratio,
         "peak_rss": gflow_equal["peak_rss_mb"] / peer["peak_rss_mb"],
-        "hypervolume_equal_steps": mine["hypervolume"] / peer["hypervolume"],
+        "hypervolume_equal_steps": gflow_equal["hypervolume"] / peer["hypervolume"],
     }
     if ours["trajectories_per_cpu_second"] and peer["trajectories_per_cpu_second"]:
         out["ratios"]["trajectories_per_cpu_second"] = (
@@ -202,7 +196,7 @@ def compare(args: argparse.Namespace, ours: dict[str, Any], peer: dict[str, Any]
                          "peer": peer["history"][-1]}  # fmt: skip
     out["targets"] = {
         "trajectories_per_second_ratio": target(ratio, ">=", TARGETS["traj_per_s_ratio"]),
-        "hypervolume_equal_steps": target(mine["hypervolume"], ">=", peer["hypervolume"]),
+        "hypervolume_equal_steps": target(gflow_equal["hypervolume"], ">=", peer["hypervolume"]),
         "hypervolume_equal_wall": target(reached["hypervolume"], ">=", peer["hypervolume"]),
     }
     return out
