@@ -162,8 +162,8 @@ class _Checker:
 
     def check_declarations(self) -> None:
         """The contract's declarations: a registered policy kind, a whole number of reward
-        components, conditioning rows of the declared width when conditional, and an exact
-        target on the same states and actions."""
+        components, fine actions only on graphs, conditioning rows of the declared width when
+        conditional, and an exact target on the same states and actions."""
         from gflow.policies.registry import POLICIES
 
         env = self.env
@@ -174,6 +174,14 @@ class _Checker:
             )
         if not isinstance(env.n_reward_components, int) or env.n_reward_components < 0:
             self.fail(f"n_reward_components must be an int >= 0, got {env.n_reward_components!r}")
+        fine = env.fine_actions
+        if not isinstance(fine, int) or fine < 0:
+            self.fail(f"fine_actions must be an int >= 0, got {fine!r}")
+        if fine and env.policy_kind != "graph-transformer":
+            self.fail(
+                f"fine_actions = {fine} splits graph node actions; policy_kind is "
+                f"{env.policy_kind!r}"
+            )
         if not isinstance(env.conditional, bool):
             self.fail(f"conditional must be a bool, got {env.conditional!r}")
         if env.conditional:
@@ -207,8 +215,9 @@ class _Checker:
             or not torch.isfinite(rows).all()
         ):
             got = tuple(rows.shape) if isinstance(rows, torch.Tensor) else type(rows).__name__
-            self.fail(f"conditioning.sample(3) must give finite float rows (3, {env.cond_dim}), "
-                      f"got {got}")
+            self.fail(
+                f"conditioning.sample(3) must give finite float rows (3, {env.cond_dim}), got {got}"
+            )
 
     def load_enumeration(self) -> int:
         """List every state once, check there are no duplicates and that s0 is among them."""
@@ -432,8 +441,7 @@ class _Checker:
             if not isinstance(components, torch.Tensor) or tuple(components.shape) != want:
                 got = tuple(getattr(components, "shape", ()))
                 self.fail(
-                    f"reward_components returned shape {got}, expected {want} "
-                    "(n_reward_components)"
+                    f"reward_components returned shape {got}, expected {want} (n_reward_components)"
                 )
         if env.has_energy():
             energy = self.call("energy", terminal).to(log_r.dtype)

@@ -1,6 +1,7 @@
 """The contract a GFlowNet environment meets: batched states, masks, steps and rewards, and the
 declarations the core reads instead of probing (`conditional`, `conditioning`, `cond_dim`,
-`n_reward_components`, `policy_kind`, `exact_target`); `gflow.checker.check_env` verifies them."""
+`n_reward_components`, `policy_kind`, `fine_actions`, `exact_target`); `gflow.checker.check_env`
+verifies them."""
 
 from __future__ import annotations
 
@@ -45,6 +46,10 @@ class Env:
     policy_kind: str = "mlp"
     """The registered policy builder that fits these states (`gflow.policies.registry`):
     ``mlp`` over `featurize` vectors, ``graph-transformer`` for graph environments."""
+    fine_actions: int = 0
+    """Graph environments: when > 0, each per-node forward sub-action s reads as
+    (k, m) = divmod(s, fine_actions), so that a factored head (`gflow.factored`) can choose k,
+    then m; 0: no such split."""
 
     @property
     def stop(self) -> int:
@@ -211,6 +216,11 @@ class EnvWrapper(Env):
     def policy_kind(self) -> str:  # type: ignore[override]
         """The wrapped environment's."""
         return self.env.policy_kind
+
+    @property
+    def fine_actions(self) -> int:  # type: ignore[override]
+        """The wrapped environment's."""
+        return self.env.fine_actions
 
     def initial(self, n: int) -> States:
         return self.env.initial(n)

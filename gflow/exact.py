@@ -3,14 +3,15 @@ dynamic programming over the state DAG, the target R/Z, and the distances betwee
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
 from gflow.env import Env, States
+from gflow.factored import FactoredLogits, dense_only
 from gflow.objectives.base import LOG_Z_SOURCES
 from gflow.policies.base import Policy
-from gflow.sampling import masked_log_softmax
+from gflow.sampling import dense_log_probs
 
 
 @dataclass
@@ -67,7 +68,11 @@ def terminal_distribution(
     features = env.featurize(graph.states)
     cond_rows = None if cond is None else cond.expand(graph.n, -1)
     logits = policy(features, cond_rows).forward_logits
-    probs = masked_log_softmax(logits.double(), graph.forward_mask).exp()
+    if isinstance(logits, FactoredLogits):  # fine logits follow the coarse ones' dtype
+        logits = replace(logits, coarse=logits.coarse.double())
+    else:
+        logits = logits.double()
+    probs = dense_log_probs(logits, graph.forward_mask).exp()
     edge_prob = probs[graph.edge_parent, graph.edge_action]
     reach = torch.zeros(graph.n, dtype=torch.float64, device=probs.device)
     reach[graph.initial] = 1.0
@@ -109,7 +114,8 @@ def distribution_errors(p: torch.Tensor, q: torch.Tensor) -> dict[str, float]:
 def flow_matching_log_z(env: Env, policy: Policy, cond: torch.Tensor | None = None) -> float:
     """The log Z a flow-matching model implies: the log out-flow of s0 (its forward logits)."""
     s0 = env.initial(1)
-    logits = policy(env.featurize(s0), None if cond is None else cond.expand(1, -1)).forward_logits
+    output = policy(env.featurize(s0), None if cond is None else cond.expand(1, -1))
+    logits = dense_only(output.forward_logits, "the flow-matching log Z")
     return float(logits.masked_fill(~env.forward_mask(s0), float("-inf")).logsumexp(1)[0])
 
 

@@ -44,6 +44,7 @@ from torch import nn
 
 from gflow.env import Env, States
 from gflow.exact import StateGraph, terminal_distribution
+from gflow.factored import dense_only
 from gflow.objectives import Objective
 from gflow.policies.base import Policy, PolicyOutput
 from gflow.policies.mlp import mlp
@@ -63,7 +64,8 @@ def outcome_terms(
     mask = env.forward_mask(states)
     log_z = pretrained.log_z(codes, len(codes))
     log_flow = torch.where(env.is_initial(states), log_z, out.log_flow)
-    log_pf = masked_log_softmax(out.forward_logits, mask).masked_fill(~mask, float("-inf"))
+    logits = dense_only(out.forward_logits, "OC-GFN fine-tuning")
+    log_pf = masked_log_softmax(logits, mask).masked_fill(~mask, float("-inf"))
     return log_flow[:, None] + log_pf
 
 
@@ -162,7 +164,7 @@ class MarginalModel(Policy):
         self, features: torch.Tensor, cond: torch.Tensor | None = None
     ) -> torch.Tensor:
         """log N(a | s) alone."""
-        return self.sampler.forward_logits(features, cond)
+        return dense_only(self.sampler.forward_logits(features, cond), "OC-GFN fine-tuning")
 
     def log_z(self, cond: torch.Tensor | None, n: int) -> torch.Tensor:
         return self.sampler.log_z(cond, n)
@@ -199,7 +201,7 @@ def amortized_loss(
     features = env.featurize(states)
     mask = env.forward_mask(states)
     row, action = mask.nonzero(as_tuple=True)
-    log_n = model.sampler.forward_logits(features)[row, action]
+    log_n = dense_only(model.sampler.forward_logits(features), "OC-GFN fine-tuning")[row, action]
     if samples == 0:
         exact = marginal_logits(env, model.pretrained, states, codes, log_reward)
         return (log_n - exact[row, action]).pow(2).mean()

@@ -88,6 +88,9 @@ class ModelConfig:
     stop_gate: bool = False
     """Graph transformer only: read the stop logit as a stop-or-continue gate
     (`gflow.policies.graph_transformer.GraphTransformerPolicy`)."""
+    factored_head: bool = False
+    """Graph transformer only, on an environment with `fine_actions` (fragments): score the
+    coarse actions, then the fine choice of the one taken (`gflow.factored`)."""
 
     def __post_init__(self) -> None:
         check_at_least(self, {"hidden": 1, "layers": 1, "heads": 1})

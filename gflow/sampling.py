@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from gflow.env import Env, States
+from gflow.factored import FactoredLogits, ForwardLogits, dense_only, select_logits
 from gflow.guards import LogitsError, check_log_reward, logits_error
 from gflow.policies.base import OutputRecorder, Policy, PolicyOutput
 from gflow.tabular import StateTable, TableWalk
@@ -79,7 +80,7 @@ def recorded_outputs(policy: Policy, rollout: Rollout) -> PolicyOutput | None:
         return out
     i = rec.index
     back = None if out.backward_logits is None else out.backward_logits[i]
-    return PolicyOutput(out.forward_logits[i], back, out.log_flow[i])
+    return PolicyOutput(select_logits(out.forward_logits, i), back, out.log_flow[i])
 
 
 def legal_log_softmax(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -176,6 +177,82 @@ def sample_actions(
     return race.argmax(dim=-1)
 
 
+def draw_forward(
+    logits: ForwardLogits, mask: torch.Tensor, temperature: float = 1.0, epsilon: float = 0.0
+) -> torch.Tensor:
+    """Flat forward actions drawn from dense logits (`sample_actions`) or from a factored head:
+    the coarse action among the legal ones, then, for coarse node actions, the fine choice among
+    its legal ones from the fine logits of those rows alone. `temperature` and `epsilon` apply
+    to each level."""
+    if not isinstance(logits, FactoredLogits):
+        return sample_actions(logits, mask, temperature, epsilon, "forward logits")
+    layout = logits.layout
+    coarse = sample_actions(
+        logits.coarse, layout.coarse_mask(mask), temperature, epsilon, "forward logits"
+    )
+    fine = torch.zeros_like(coarse)
+    rows = layout.is_node(coarse).nonzero().squeeze(1)
+    if len(rows):
+        picked = coarse[rows]
+        fine_mask = layout.fine_mask(mask, rows, picked)
+        fine[rows] = sample_actions(
+            logits.fine(rows, picked), fine_mask, temperature, epsilon, "fine forward logits"
+        )
+    return layout.join(coarse, fine)
+
+
+def taken_log_probs(
+    logits: ForwardLogits, mask: torch.Tensor, actions: torch.Tensor
+) -> torch.Tensor:
+    """(n,) log P_F of each row's flat action under the legal-entry softmax (of each level, for a
+    factored head), 0 for rows whose action is -1 (none)."""
+    if not isinstance(logits, FactoredLogits):
+        return _pick(legal_log_softmax(logits, mask), actions)
+    layout = logits.layout
+    coarse, fine = layout.split(actions.clamp(min=0))
+    log_p = _pick(legal_log_softmax(logits.coarse, layout.coarse_mask(mask)), coarse)
+    rows = ((fine >= 0) & (actions >= 0)).nonzero().squeeze(1)
+    if len(rows):
+        picked = coarse[rows]
+        fine_log_p = legal_log_softmax(
+            logits.fine(rows, picked), layout.fine_mask(mask, rows, picked)
+        )
+        log_p = log_p.index_add(0, rows, _pick(fine_log_p, fine[rows]))
+    return torch.where(actions >= 0, log_p, 0.0)
+
+
+def _pick(log_probs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """(n,) each row's entry at its action (rows with action -1 read entry 0)."""
+    return log_probs.gather(1, actions.clamp(min=0)[:, None]).squeeze(1)
+
+
+def dense_log_probs(logits: ForwardLogits, mask: torch.Tensor) -> torch.Tensor:
+    """(n, n_actions) log P_F of every flat action as `masked_log_softmax` gives it (-inf where
+    illegal, rows with no legal action 0); a factored head's fine logits are evaluated at every
+    legal coarse node action, so this is for small batches (exact evaluation)."""
+    if not isinstance(logits, FactoredLogits):
+        return masked_log_softmax(logits, mask)
+    layout = logits.layout
+    coarse = masked_log_softmax(logits.coarse, layout.coarse_mask(mask))
+    out = torch.full(mask.shape, float("-inf"), dtype=coarse.dtype, device=mask.device)
+    flat = layout.flat
+    start, end = flat.node_start, flat.pair_start
+    out[:, :start] = coarse[:, :start]
+    out[:, end:] = coarse[:, layout.coarse.pair_start :]
+    rows, picked = layout.coarse_mask(mask).nonzero(as_tuple=True)
+    node = layout.is_node(picked)
+    rows, picked = rows[node], picked[node]
+    if len(rows):
+        fine = legal_log_softmax(
+            logits.fine(rows, picked).to(coarse.dtype), layout.fine_mask(mask, rows, picked)
+        )
+        first = layout.join(picked, torch.zeros_like(picked))
+        columns = first[:, None] + torch.arange(layout.fine, device=mask.device)
+        out[rows[:, None], columns] = coarse[rows, picked][:, None] + fine
+    empty = ~mask.any(dim=-1, keepdim=True)
+    return torch.where(empty, torch.zeros_like(out), out)
+
+
 def _rows(cond: torch.Tensor | None, index: torch.Tensor) -> torch.Tensor | None:
     return None if cond is None else cond[index]
 
@@ -240,14 +317,15 @@ def sample_forward(
     shared: list[torch.Tensor] = []
     evaluated = 0
 
-    def policy_logits(state: States, rows: torch.Tensor | None) -> torch.Tensor:
+    def policy_logits(state: States, rows: torch.Tensor | None) -> ForwardLogits:
         nonlocal evaluated
         if not dedupe:
             return forward_logits(walk.featurize(state), rows)
         first, inverse = _distinct(walk.state_ids(state))
         shared.append(inverse + evaluated)
         evaluated += len(first)
-        return forward_logits(walk.featurize(walk.select(state, first)), None)[inverse]
+        logits = forward_logits(walk.featurize(walk.select(state, first)), None)
+        return select_logits(logits, inverse)
 
     state = walk.initial(n)
     index, stop = torch.arange(n, device=device), env.stop
@@ -259,9 +337,7 @@ def sample_forward(
     alive = n
     while alive and (max_steps is None or len(actions) < max_steps):
         logits = policy_logits(state, rows)
-        action = sample_actions(
-            logits, walk.forward_mask(state), temperature, epsilon, "forward logits"
-        )
+        action = draw_forward(logits, walk.forward_mask(state), temperature, epsilon)
         states.append(state)
         owners.append(index)
         actions.append(action)
@@ -330,7 +406,9 @@ def sample_forward_fixed(
     bad = torch.zeros(n, dtype=torch.bool, device=device)
     states, actions = [], []
     for _ in range(horizon):
-        logits = policy.forward_logits(env.featurize(state), cond)
+        logits = dense_only(
+            policy.forward_logits(env.featurize(state), cond), "sample_forward_fixed"
+        )
         race = _race(logits, env.forward_mask(state), temperature, epsilon)
         bad |= race.isnan().all(dim=-1) & ~done  # NaN or +inf logits, or no legal action
         action = torch.where(done | bad, stop, race.nan_to_num(nan=0.0).argmax(dim=-1))

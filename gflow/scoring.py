@@ -7,8 +7,14 @@ from collections.abc import Collection
 import torch
 
 from gflow.env import Env
+from gflow.factored import dense_only
 from gflow.policies.base import Policy
-from gflow.sampling import Rollout, legal_log_softmax, masked_log_softmax, recorded_outputs
+from gflow.sampling import (
+    Rollout,
+    masked_log_softmax,
+    recorded_outputs,
+    taken_log_probs,
+)
 from gflow.segment import segment_logsumexp
 from gflow.trajectories import NEEDS, Trajectories
 
@@ -54,8 +60,9 @@ def score(
     steps = width - 1
     transition = torch.arange(steps, device=mask.device) < rollout.lengths[:, None]
     no_action = rollout.actions.new_full((n, 1), -1)
-    fwd_logp = legal_log_softmax(out.forward_logits, fwd_mask)
-    taken = _taken(fwd_logp, _per_row(rollout.actions, no_action, mask))
+    taken = taken_log_probs(
+        out.forward_logits, fwd_mask, _per_row(rollout.actions, no_action, mask)
+    )
     log_pf = torch.where(transition, _pad(taken, mask)[:, :steps], 0.0)
 
     moved = rollout.backward_actions >= 0
@@ -65,8 +72,7 @@ def score(
         child_logp = _pad(-counts.log(), mask)[:, 1:]
     else:
         back = _per_row(rollout.backward_actions, no_action, mask, first=True)
-        bwd_logp = legal_log_softmax(out.backward_logits, bwd_mask)
-        child_logp = _pad(_taken(bwd_logp, back), mask)[:, 1:]
+        child_logp = _pad(taken_log_probs(out.backward_logits, bwd_mask, back), mask)[:, 1:]
     log_pb = torch.where(moved, child_logp, 0.0)
 
     log_z = policy.log_z(rollout.cond, n)
@@ -92,12 +98,15 @@ def score(
     if not needs:
         return traj
     if "edge_flows" in needs:
-        _add_edge_flows(env, policy, rollout, out.forward_logits, cond_rows, traj)
+        logits = dense_only(out.forward_logits, "flow matching")
+        _add_edge_flows(env, policy, rollout, logits, cond_rows, traj)
     if energy is not None:
         stoppable = fwd_mask[:, env.stop]
         traj.energy = energy
         traj.can_stop = _pad(stoppable, mask)
-        traj.log_pf_stop = _pad(torch.where(stoppable, fwd_logp[:, env.stop], 0.0), mask)
+        stop = torch.full((len(fwd_mask),), env.stop, dtype=torch.long, device=fwd_mask.device)
+        log_pf_stop = taken_log_probs(out.forward_logits, fwd_mask, stop)
+        traj.log_pf_stop = _pad(torch.where(stoppable, log_pf_stop, 0.0), mask)
     if "reward_components" in needs:
         traj.reward_components = _reward_components(env, rollout)
     if "backward_kl" in needs:
@@ -164,13 +173,6 @@ def _per_row(
     return grid.T[mask.T]
 
 
-def _taken(log_probs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-    """(N,) each row's log-probability of its action (`_per_row`), 0 for rows with none: one
-    entry per row, sparing the padded (B, T+1, n_actions) copy of the whole log-softmax."""
-    picked = log_probs.gather(1, actions.clamp(min=0)[:, None]).squeeze(1)
-    return torch.where(actions >= 0, picked, 0.0)
-
-
 def _add_edge_flows(
     env: Env,
     policy: Policy,
@@ -190,7 +192,9 @@ def _add_edge_flows(
     parents = env.backward_step(env.select(rollout.states, child), back)
     parent_action = env.forward_action(env.select(rollout.states, child), back)
     parent_cond = None if cond_rows is None else cond_rows[child]
-    parent_logits = policy(env.featurize(parents), parent_cond).forward_logits
+    parent_logits = dense_only(
+        policy(env.featurize(parents), parent_cond).forward_logits, "flow matching"
+    )
     flows = parent_logits.gather(1, parent_action[:, None]).squeeze(1)
     traj.log_inflow = _pad(segment_logsumexp(flows, child, len(logits)), mask)
 

@@ -54,6 +54,10 @@ class WrongComponentCount(HyperGrid):
     n_reward_components = 2  # objectives() keeps the default single component
 
 
+class FineGrid(HyperGrid):
+    fine_actions = 2  # a split of graph node actions, on a grid
+
+
 class OtherTarget(HyperGrid):
     def exact_target(self) -> Env:
         return HyperGrid(3, 4)
@@ -69,10 +73,11 @@ class WideRows(Conditioning):
     [
         (UnknownPolicy(2, 4), "policy_kind 'crystal-ball' is not a registered policy"),
         (WrongComponentCount(2, 4), ", 2) (n_reward_components)"),
+        (FineGrid(2, 4), "fine_actions = 2 splits graph node actions; policy_kind is 'mlp'"),
         (OtherTarget(2, 4), "exact_target() has 4 forward"),
         (ConditionalEnv(HyperGrid(2, 4), WideRows()), "conditioning.sample(3) must give"),
     ],
-    ids=["policy-kind", "components", "exact-target", "conditioning"],
+    ids=["policy-kind", "components", "fine-actions", "exact-target", "conditioning"],
 )
 def test_the_checker_verifies_the_declarations(env, message):
     with pytest.raises(EnvCheckError, match=message.replace("(", r"\(").replace(")", r"\)")):

@@ -67,7 +67,8 @@ class FragmentEnv(MoleculeRewardMixin, GraphBuildingEnv):
     the edge between fragments u and v carries u's slot at edges[u, v] and v's at edges[v, u].
 
     Forward layout: [first fragment t (T) | per node i: slot k x (fragment, slot) pair m
-    (K x M) | stop], K the largest slot count, M the total number of slots. `fragments` is a
+    (K x M) | stop], K the largest slot count, M the total number of slots; a factored head
+    picks (i, k), then m (`fine_actions` = M). `fragments` is a
     list of `Fragment`, a JSON path, or None for the 72-fragment vocabulary.
     """
 
@@ -95,6 +96,7 @@ class FragmentEnv(MoleculeRewardMixin, GraphBuildingEnv):
         self.forward_layout = GraphActionLayout(
             max_fragments, self.n_types, self.max_slots * self.n_pairs, 0
         )
+        self.fine_actions = self.n_pairs
         self.backward_layout = GraphActionLayout(max_fragments, 0, 1, 0, stop=False)
         self.node_feature_dim = self.n_types + self.max_slots
         self.edge_feature_dim = 1 + 2 * self.max_slots

@@ -8,13 +8,16 @@ from typing import Any
 import torch
 from torch import nn
 
+from gflow.factored import ForwardLogits
+
 
 @dataclass
 class PolicyOutput:
     """Model outputs for a batch of states."""
 
-    forward_logits: torch.Tensor
-    """(n, n_actions) unnormalized log P_F (log edge flows for flow matching)."""
+    forward_logits: ForwardLogits
+    """(n, n_actions) unnormalized log P_F (log edge flows for flow matching), or a factored
+    head's output (`gflow.factored.FactoredLogits`)."""
     backward_logits: torch.Tensor | None
     """(n, n_backward) unnormalized log P_B; None means a uniform backward policy."""
     log_flow: torch.Tensor
@@ -27,7 +30,7 @@ class OutputRecorder:
 
     def forward_logits(
         self, features: torch.Tensor, cond: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    ) -> ForwardLogits:
         """The policy's forward logits, recording what `outputs` needs."""
         raise NotImplementedError
 
@@ -50,7 +53,7 @@ class Policy(nn.Module):
 
     def forward_logits(
         self, features: torch.Tensor, cond: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    ) -> ForwardLogits:
         """Only the forward logits, which is all that sampling needs; subclasses may override it
         to skip their other heads."""
         return self(features, cond).forward_logits

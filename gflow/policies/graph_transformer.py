@@ -8,6 +8,7 @@ from torch import nn
 from torch_geometric.data import Batch
 from torch_geometric.nn import TransformerConv
 
+from gflow.factored import FactoredLayout, FactoredLogits, ForwardLogits
 from gflow.graph_layout import GraphActionLayout
 from gflow.policies.base import OutputRecorder, Policy, PolicyOutput
 from gflow.policies.mlp import mlp
@@ -66,8 +67,10 @@ class _Heads(nn.Module):
         g: torch.Tensor,
         node_in: torch.Tensor | None,
         pair_in: torch.Tensor | None,
+        mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(dense logits (n, size), extra per-graph outputs (n, extra_graph))."""
+        """(dense logits (n, size), extra per-graph outputs (n, extra_graph)); `mask` is the
+        legal actions of this layout for the stop gate (default: the features' forward_mask)."""
         layout = self.layout
         graph_out = g[:, :0] if self.graph is None else self.graph(g)
         width = layout.per_graph
@@ -84,18 +87,21 @@ class _Heads(nn.Module):
             stop=stop,
         )
         if self.stop_gate:
-            logits = _gate_stop(logits, batch, layout.stop_index)
+            if mask is None:
+                mask = getattr(batch, "forward_mask", None)
+            if mask is None:
+                raise ValueError(
+                    "stop_gate needs features carrying forward_mask (graph envs' featurize)"
+                )
+            logits = _gate_stop(logits, mask, layout.stop_index)
         return logits, graph_out[:, width + int(layout.stop) :]
 
 
-def _gate_stop(logits: torch.Tensor, batch: Batch, stop: int) -> torch.Tensor:
+def _gate_stop(logits: torch.Tensor, mask: torch.Tensor, stop: int) -> torch.Tensor:
     """The logits with the stop entry (the last column) read as a gate: stop's output plus the
     logsumexp of the other legal actions' logits, so that softmax over the legal actions stops
     with probability sigmoid(stop's output) and otherwise picks among the rest by their softmax.
     Where stop is the only legal action its output is left as it is."""
-    mask = getattr(batch, "forward_mask", None)
-    if mask is None:
-        raise ValueError("stop_gate needs features carrying forward_mask (graph envs' featurize)")
     others, going = mask[:, :stop], logits[:, :stop]
     # a finite fill keeps the gradients of rows with no other legal action finite; logsumexp as
     # max - log_softmax at the max, since the fused log_softmax kernel is several times faster
@@ -125,6 +131,12 @@ class GraphTransformerPolicy(Policy):
     an untrained policy stops with probability about 1 / (number of legal actions), so with a
     large vocabulary (the 72 fragments' thousands of attachments) it nearly always grows to the
     size limit, while the gate starts at one half whatever the vocabulary.
+
+    `fine_actions` (an environment's `fine_actions`, e.g. fragments' (fragment, slot) pairs):
+    the forward head is factored (`gflow.factored`). It scores the coarse actions (per node,
+    the per-node actions / fine_actions slots k) and a fine head gives the logits of the fine
+    choice m of a coarse node action from [node readout, embedding of k], evaluated only where
+    sampling or scoring asks; forward outputs are then `FactoredLogits`.
     """
 
     def __init__(
@@ -140,6 +152,7 @@ class GraphTransformerPolicy(Policy):
         cond_dim: int = 0,
         learn_pb: bool = False,
         stop_gate: bool = False,
+        fine_actions: int = 0,
     ):
         super().__init__()
         if hidden % heads:
@@ -154,7 +167,12 @@ class GraphTransformerPolicy(Policy):
         self.edge_dim = edge_dim
         self.blocks = nn.ModuleList(_Block(hidden, heads, edge_dim + 2) for _ in range(layers))
         self.norm = nn.LayerNorm(hidden)
-        self.forward_heads = _Heads(forward_layout, hidden, extra_graph=1, stop_gate=stop_gate)
+        self.factors = FactoredLayout(forward_layout, fine_actions) if fine_actions else None
+        head_layout = forward_layout if self.factors is None else self.factors.coarse
+        self.forward_heads = _Heads(head_layout, hidden, extra_graph=1, stop_gate=stop_gate)
+        if self.factors is not None:
+            self.slot_embedding = nn.Embedding(head_layout.per_node, hidden)
+            self.fine_head = mlp([4 * hidden, hidden, fine_actions])
         self.backward_head = _Heads(backward_layout, hidden) if learn_pb else None
         self.uses_pairs = bool(forward_layout.per_pair or (learn_pb and backward_layout.per_pair))
         if cond_dim:
@@ -176,15 +194,35 @@ class GraphTransformerPolicy(Policy):
 
     def forward(self, features: Batch, cond: torch.Tensor | None = None) -> PolicyOutput:
         g, node_in, pair_in = self._encode(features, cond)
-        forward_logits, log_flow = self.forward_heads(features, g, node_in, pair_in)
+        forward_logits, log_flow = self._forward_head(features, g, node_in, pair_in)
         backward_logits = None
         if self.backward_head is not None:
             backward_logits = self.backward_head(features, g, node_in, pair_in)[0]
         return PolicyOutput(forward_logits, backward_logits, log_flow.squeeze(1))
 
-    def forward_logits(self, features: Batch, cond: torch.Tensor | None = None) -> torch.Tensor:
+    def forward_logits(self, features: Batch, cond: torch.Tensor | None = None) -> ForwardLogits:
         """Only the forward logits (what sampling needs), skipping the backward head."""
-        return self.forward_heads(features, *self._encode(features, cond))[0]
+        return self._forward_head(features, *self._encode(features, cond))[0]
+
+    def _forward_head(
+        self,
+        features: Batch,
+        g: torch.Tensor,
+        node_in: torch.Tensor,
+        pair_in: torch.Tensor | None,
+    ) -> tuple[ForwardLogits, torch.Tensor]:
+        """(forward logits, dense or factored; per-graph log-flow outputs (n, 1))."""
+        if self.factors is None:
+            return self.forward_heads(features, g, node_in, pair_in)
+        mask = getattr(features, "forward_mask", None)
+        coarse_mask = None if mask is None else self.factors.coarse_mask(mask)
+        coarse, log_flow = self.forward_heads(features, g, node_in, pair_in, coarse_mask)
+        logits = FactoredLogits(coarse, node_in, features.ptr[:-1], self._fine, self.factors)
+        return logits, log_flow
+
+    def _fine(self, nodes: torch.Tensor, slot: torch.Tensor) -> torch.Tensor:
+        """Fine logits (r, fine_actions) from node readouts (r, 3 * hidden) and coarse slots k."""
+        return self.fine_head(torch.cat([nodes, self.slot_embedding(slot)], dim=1))
 
     def recorder(self) -> OutputRecorder | None:
         """Keeps the sampling passes' outputs with their autograd graphs, so that scoring reuses
@@ -270,7 +308,7 @@ class _GraphRecorder(OutputRecorder):
         self.policy = policy
         self.kept: list[PolicyOutput] = []
 
-    def forward_logits(self, features: Batch, cond: torch.Tensor | None = None) -> torch.Tensor:
+    def forward_logits(self, features: Batch, cond: torch.Tensor | None = None) -> ForwardLogits:
         with torch.enable_grad():
             out = self.policy(features, cond)
         self.kept.append(out)
@@ -281,8 +319,17 @@ class _GraphRecorder(OutputRecorder):
         if not kept:
             return None
         backward = [out.backward_logits for out in kept]
+        forward = [out.forward_logits for out in kept]
         return PolicyOutput(
-            torch.cat([out.forward_logits for out in kept]),
+            _cat_logits(forward),
             None if backward[0] is None else torch.cat(backward),  # type: ignore[arg-type]
             torch.cat([out.log_flow for out in kept]),
         )
+
+
+def _cat_logits(parts: list[ForwardLogits]) -> ForwardLogits:
+    """Forward logits of several batches as one, dense or factored."""
+    factored = [p for p in parts if isinstance(p, FactoredLogits)]
+    if factored:
+        return FactoredLogits.cat(factored)
+    return torch.cat(parts)  # type: ignore[arg-type]  # all dense

@@ -65,6 +65,12 @@ def policy_spec(env: Env, model: ModelConfig | None = None) -> PolicySpec:
     model = model or ModelConfig()
     if model.stop_gate and env.policy_kind != "graph-transformer":
         raise ValueError("stop_gate applies to the graph transformer of graph environments only")
+    fine_actions = env.fine_actions if env.policy_kind == "graph-transformer" else 0
+    if model.factored_head and not fine_actions:
+        raise ValueError(
+            f"factored_head needs an environment whose node actions split into a fine choice "
+            f"(fine_actions > 0); {type(env).__name__} has none"
+        )
     options = {
         "hidden": model.hidden,
         "layers": model.layers,
@@ -75,6 +81,8 @@ def policy_spec(env: Env, model: ModelConfig | None = None) -> PolicySpec:
         options["heads"] = model.heads
         if model.stop_gate:  # recorded only when on: earlier checkpoints' specs stay equal
             options["stop_gate"] = True
+        if model.factored_head:
+            options["fine_actions"] = fine_actions
     return PolicySpec(env.policy_kind, options)
 
 
