@@ -338,12 +338,12 @@ def machine(peer: dict[str, str] | None, threads: int) -> dict[str, Any]:
     """Where and with what the benchmark ran."""
     import torch
 
-    from gflow.bench.machine import code_state, cpu_name
+    from gflow.bench.machine import code_state, cpu_record
 
     return {
         **code_state(ROOT),
         "platform": platform.platform(),
-        "cpu": cpu_name(),
+        **cpu_record(),
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "torch_threads_per_run": threads,

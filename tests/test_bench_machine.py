@@ -10,6 +10,9 @@ def test_machine_info_names_the_machine_and_threads():
     assert info["cpu"] and info["cpu_count"] >= 1 and info["python"].count(".") == 2
     assert info["torch"] == torch.__version__ and info["threads"] == torch.get_num_threads()
     assert info["load_average_1m"] is None or info["load_average_1m"] >= 0
+    assert info["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    family_model = info["cpu_family_model"]
+    assert family_model is None or family_model.startswith("family ")
 
 
 def test_code_state_outside_a_checkout_is_empty(tmp_path):

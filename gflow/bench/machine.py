@@ -20,6 +20,28 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_record() -> dict[str, Any]:
+    """The CPU model name, its family and model numbers (hosts that share a name can differ by a
+    generation) and the vector instructions torch's CPU kernels use (e.g. AVX2, AVX512)."""
+    import torch
+
+    ids = {}
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() in ("cpu family", "model") and key.strip() not in ids:
+                ids[key.strip()] = value.strip()
+            if len(ids) == 2:
+                break
+    family_model = f"family {ids['cpu family']} model {ids['model']}" if len(ids) == 2 else None
+    return {
+        "cpu": cpu_name(),
+        "cpu_family_model": family_model,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+    }
+
+
 def children_cpu_seconds() -> float:
     """User + system CPU seconds of this process's waited-for child processes so far."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -27,14 +49,14 @@ def children_cpu_seconds() -> float:
 
 
 def machine_info() -> dict[str, Any]:
-    """Platform, CPU model and core count, Python and torch versions, torch's thread count and
-    the 1-minute load average now (where the OS reports one)."""
+    """Platform, CPU (`cpu_record`) and core count, Python and torch versions, torch's thread
+    count and the 1-minute load average now (where the OS reports one)."""
     import torch
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     return {
         "platform": platform.platform(),
-        "cpu": cpu_name(),
+        **cpu_record(),
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
         "torch": torch.__version__,
