@@ -140,7 +140,7 @@ def gflow_side(
     command = [
         "bench", "seh-frag", "--steps", str(steps), "--batch-size", str(args.batch_size),
         "--seed", str(args.seed), "--threads", str(args.threads), "--log-every",
-        str(args.log_every), "--max-seconds", str(budget or 0),
+        str(args.log_every), "--max-seconds", str(budget or 0), "--head", args.head,
     ]  # fmt: skip
     return run_gflow(command, out)
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from gflow.bench.machine import children_cpu_seconds, code_state, cpu_name
+from gflow.bench.machine import children_cpu_seconds, code_state, cpu_record
 from gflow.bench.plots import save_figure
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,6 +33,8 @@ def add_side_by_side_arguments(p: argparse.ArgumentParser, results: Path) -> Non
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads, each side")
     p.add_argument("--log-every", type=int, default=10, help="steps between curve points")
+    p.add_argument("--head", choices=("factored", "flat"), default="factored",
+                   help="gflow's fragment head (gflow bench seh-frag --head)")
     p.add_argument("--gflow-seconds", type=float, default=None,
                    help="gflow's training budget in seconds (default: the peer's wall time; "
                    "without --peer, none: gflow runs --steps)")  # fmt: skip
@@ -66,7 +68,7 @@ def machine(threads: int) -> dict[str, Any]:
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         **code_state(ROOT),
         "platform": platform.platform(),
-        "cpu": cpu_name(),
+        **cpu_record(),
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "torch": torch.__version__,

@@ -136,7 +136,7 @@ def gflow_figures(
         "bench", "seh-frag-moo", "--objectives", "seh,qed", "--steps", str(steps),
         "--batch-size", str(args.batch_size), "--seed", str(args.seed), "--threads",
         str(args.threads), "--eval-every", "0", "--samples", "16", "--max-seconds",
-        str(budget or 0),
+        str(budget or 0), "--head", args.head,
     ]  # fmt: skip
     if args.gflow_run is None:
         results, process = run_gflow(command, out)

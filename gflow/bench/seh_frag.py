@@ -46,9 +46,7 @@ from gflow.training import Callback, ModelConfig, TrainConfig, Trainer, build_po
 NAME = "seh-frag"
 ENV = None
 """No registered environment: the benchmark declares its options itself."""
-HELP = (
-    "fragment molecules for the sEH proxy: TB, temperature-conditioned graph transformer"
-)
+HELP = "fragment molecules for the sEH proxy: TB, temperature-conditioned graph transformer"
 SHORT_STEPS = 120
 """Default training steps: a few minutes on two CPU cores."""
 PAPER_STEPS = 10_000
@@ -79,6 +77,9 @@ class SEHFragConfig(TrainConfig, ModelConfig):
     hidden: int = 128
     layers: int = 4
     max_fragments: int = 9
+    factored_head: bool = True
+    """Choose the attachment slot, then the fragment and its slot (`gflow.factored`); False:
+    one softmax over all the 6,931 actions of 9 fragments."""
     beta: str = DEFAULT_BETA
     """Inverse-temperature distribution, `kind:params` (see `parse_beta`)."""
     beta_bins: int = 32
@@ -450,6 +451,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layers", type=int, default=d.layers, help="graph transformer depth")
     parser.add_argument("--heads", type=int, default=d.heads, help="attention heads")
     parser.add_argument("--max-fragments", type=int, default=d.max_fragments)
+    add_head_argument(parser)
     parser.add_argument("--lr", type=float, default=d.lr, help="policy learning rate")
     parser.add_argument("--lr-log-z", type=float, default=d.lr_log_z, help="log Z learning rate")
     parser.add_argument("--log-every", type=int, default=None, help="steps between progress lines")
@@ -476,6 +478,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_head_argument(parser: argparse.ArgumentParser) -> None:
+    """--head factored|flat: the fragment policy's forward head."""
+    parser.add_argument(
+        "--head",
+        choices=("factored", "flat"),
+        default="factored",
+        help="factored (default): choose a free attachment slot, then the new fragment and its "
+        "slot; flat: one softmax over every (slot, fragment, slot) action",
+    )
+
+
 def config_from_args(args: argparse.Namespace) -> SEHFragConfig:
     """The run configuration the command-line options describe."""
     steps = args.steps if args.steps is not None else PAPER_STEPS if args.paper else SHORT_STEPS
@@ -488,6 +501,7 @@ def config_from_args(args: argparse.Namespace) -> SEHFragConfig:
         layers=args.layers,
         heads=args.heads,
         max_fragments=args.max_fragments,
+        factored_head=args.head == "factored",
         beta=args.beta_dist,
         beta_bins=args.beta_bins,
         lr=args.lr,

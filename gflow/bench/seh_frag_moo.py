@@ -30,7 +30,7 @@ from rdkit import Chem
 
 from gflow.bench import mogfn_pc
 from gflow.bench.molecule_grid import save_molecule_grid
-from gflow.bench.seh_frag import peak_rss_mb, rss_mb
+from gflow.bench.seh_frag import add_head_argument, peak_rss_mb, rss_mb
 from gflow.checkpoint import save_json
 from gflow.device import resolve_device
 from gflow.envs.molecules.objectives import OBJECTIVE_NAMES, FragmentObjectivesEnv
@@ -83,6 +83,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "policy stops with probability 1/2 at each step; flat: one logit among the thousands of "
         "attachments, so it nearly always grows to --max-fragments",
     )
+    add_head_argument(parser)
     parser.add_argument("--proxy", default=None, help="sEH proxy weights (.npz or .pkl.gz)")
     parser.add_argument("--fragments", default=None, help="fragment vocabulary JSON")
     parser.add_argument(
@@ -125,6 +126,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "stop-or-continue gate on the stop logit (--stop gate)"
                 if args.stop == "gate"
                 else "plain stop logit (--stop flat)"
+            )
+            + (
+                "; factored head: attachment slot, then fragment and slot (--head factored)"
+                if args.head == "factored"
+                else "; one softmax over all attachments (--head flat)"
             ),
             "diversity": "mean pairwise Tanimoto distance (Morgan radius 2, 2048 bits) of the "
             "top-K molecules of each preference",
@@ -133,7 +139,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         },
         recording=generated.recording,
         callbacks=[StoreCallback(store, generated.components)],
-        model_options={"stop_gate": args.stop == "gate"},
+        model_options={"stop_gate": args.stop == "gate", "factored_head": args.head == "factored"},
     )
     with store:
         results = mogfn_pc.run_mogfn(args, task, SHORT, PAPER)
@@ -159,9 +165,7 @@ def peer_seh(raw: torch.Tensor) -> torch.Tensor:
     return (raw.double() / 8).clamp(SEH_FLOOR, SEH_CEILING)
 
 
-def front_curve(
-    batches: list[np.ndarray], marks: list[int]
-) -> tuple[list[float], np.ndarray]:
+def front_curve(batches: list[np.ndarray], marks: list[int]) -> tuple[list[float], np.ndarray]:
     """Hypervolume (reference 0, all objectives maximised) of the non-dominated set of every
     vector in `batches[:m]` for each m in `marks` (increasing), and the final front."""
     front = np.zeros((0, batches[0].shape[1] if batches else 1))
