@@ -148,6 +148,13 @@ def select_logits(logits: ForwardLogits, rows: torch.Tensor) -> ForwardLogits:
     return logits.select(rows) if isinstance(logits, FactoredLogits) else logits[rows]
 
 
+def cat_logits(parts: Sequence[ForwardLogits]) -> ForwardLogits:
+    """The forward logits of several batches as one, in order; all dense or all factored."""
+    if isinstance(parts[0], FactoredLogits):
+        return FactoredLogits.cat(parts)  # type: ignore[arg-type]  # all factored
+    return torch.cat(parts)  # type: ignore[arg-type]  # all dense
+
+
 def dense_only(logits: ForwardLogits, what: str) -> torch.Tensor:
     """`logits` when dense; a one-line error naming `what` needs them dense otherwise."""
     if isinstance(logits, FactoredLogits):

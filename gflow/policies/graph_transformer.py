@@ -8,7 +8,7 @@ from torch import nn
 from torch_geometric.data import Batch
 from torch_geometric.nn import TransformerConv
 
-from gflow.factored import FactoredLayout, FactoredLogits, ForwardLogits
+from gflow.factored import FactoredLayout, FactoredLogits, ForwardLogits, cat_logits
 from gflow.graph_layout import GraphActionLayout
 from gflow.policies.base import OutputRecorder, Policy, PolicyOutput
 from gflow.policies.mlp import mlp
@@ -321,15 +321,7 @@ class _GraphRecorder(OutputRecorder):
         backward = [out.backward_logits for out in kept]
         forward = [out.forward_logits for out in kept]
         return PolicyOutput(
-            _cat_logits(forward),
+            cat_logits(forward),
             None if backward[0] is None else torch.cat(backward),  # type: ignore[arg-type]
             torch.cat([out.log_flow for out in kept]),
         )
-
-
-def _cat_logits(parts: list[ForwardLogits]) -> ForwardLogits:
-    """Forward logits of several batches as one, dense or factored."""
-    factored = [p for p in parts if isinstance(p, FactoredLogits)]
-    if factored:
-        return FactoredLogits.cat(factored)
-    return torch.cat(parts)  # type: ignore[arg-type]  # all dense
