@@ -50,7 +50,8 @@ class FactoredLayout:
         """(n, coarse size) from a flat (n, flat size) mask: a coarse node action is legal when
         any of its fine choices is; every other action keeps its entry."""
         f = self.flat
-        node = self._node_block(mask).any(dim=-1)
+        # a sum of bytes: several times faster than any() over a bool block
+        node = self._node_block(mask).view(torch.uint8).sum(dim=-1, dtype=torch.int32) > 0
         return torch.cat([mask[:, : f.node_start], node, mask[:, f.pair_start :]], dim=1)
 
     def fine_mask(
@@ -110,7 +111,8 @@ class FactoredLogits:
         per_node = self.layout.coarse.per_node
         local = coarse - self.layout.flat.node_start
         node = local.div(per_node, rounding_mode="floor")
-        return self.head(self.nodes[self.first_node[rows] + node], local.remainder(per_node))
+        nodes = self.nodes.index_select(0, self.first_node[rows] + node)
+        return self.head(nodes, local.remainder(per_node))
 
     def select(self, rows: torch.Tensor) -> FactoredLogits:
         """The output of the states at `rows` (the node embeddings are shared, not copied)."""

@@ -205,6 +205,9 @@ ROW_FIELDS = ("objects", "log_reward", "components", "temperature", "preference"
 Components = Callable[["Trainer", "Rollout", Any], "torch.Tensor | None"]
 """Reward components (n, k) of a batch's complete objects, or None to store none."""
 
+Names = Callable[["Trainer", "Rollout", Any], list[str]]
+"""The names of a batch's complete objects (`Env.object_names` unless a caller knows them)."""
+
 
 class StoreCallback(Callback):
     """Records each training step's newly sampled complete objects in a `SampleStore`: name
@@ -222,8 +225,14 @@ class StoreCallback(Callback):
     Its first step deletes the store's samples from that step on (see the module docstring).
     """
 
-    def __init__(self, store: SampleStore | None, components: Components | None = None):
+    def __init__(
+        self,
+        store: SampleStore | None,
+        components: Components | None = None,
+        names: Names | None = None,
+    ):
         self.store, self.components = store, components or env_components
+        self.names = names or env_names
         self.synced = False
 
     def after_step(self, trainer: Trainer, loss: torch.Tensor, batch: Rollout | None) -> None:
@@ -266,7 +275,7 @@ class StoreCallback(Callback):
         temperature, preference = _condition(env, cond)
         components = self.components(trainer, batch, states)
         workers = getattr(trainer, "workers_of", None)
-        names = env.object_names(states)
+        names = self.names(trainer, batch, states)
         return {
             "objects": names,
             "log_reward": batch.log_reward[done].tolist(),
@@ -277,6 +286,11 @@ class StoreCallback(Callback):
             if workers is None
             else [workers[i] for i in done.nonzero()[:, 0].tolist()],
         }
+
+
+def env_names(trainer: Trainer, batch: Rollout, states: Any) -> list[str]:
+    """The environment's names of the objects (`Env.object_names`)."""
+    return trainer.env.object_names(states)
 
 
 def env_components(trainer: Trainer, batch: Rollout, states: Any) -> torch.Tensor | None:
@@ -322,9 +336,9 @@ def export_store(source: str | os.PathLike, out: str | os.PathLike, fmt: str) ->
         db.close()
     except sqlite3.Error as err:
         raise UsageError(f"{path} is not a gflow sample store ({err})") from None
-    columns: dict[str, list[Any]] = {name: [r[i] for r in rows] for i, name in enumerate(
-        SAMPLE_COLUMNS
-    )}
+    columns: dict[str, list[Any]] = {
+        name: [r[i] for r in rows] for i, name in enumerate(SAMPLE_COLUMNS)
+    }
     for index, prefix in ((6, "component"), (7, "preference")):
         decoded = [_loads(r[index]) or [] for r in rows]
         for j in range(max((len(d) for d in decoded), default=0)):

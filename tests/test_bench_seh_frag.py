@@ -17,14 +17,19 @@ from gflow.bench.seh_frag import (
     RESULTS,
     REWARD_PLOT,
     MoleculeLog,
+    RecordingReward,
     SEHFragConfig,
+    StepMolecules,
+    build_trainer,
     config_from_args,
     parse_beta,
     train_fragments,
 )
+from gflow.checkpoint import seed_everything
 from gflow.cli import main
 from gflow.metrics.diversity import morgan_fingerprints
 from gflow.store import SampleStore
+from gflow.training import Callback
 
 FRAGMENTS = [
     Fragment("c1ccccc1", (0, 2, 4)),
@@ -188,3 +193,28 @@ def test_figures_computed_from_the_store_equal_those_of_the_scored_molecules(tmp
                 prints.append(fp)
     assert log.modes == modes and summary["modes"] == len(modes) > 1
     assert [h["modes"] for h in summary["history"]][-1] == len(modes)
+
+
+def test_step_molecules_name_each_molecule_as_the_environment_does():
+    config = SEHFragConfig(
+        steps=3, batch_size=8, hidden=16, layers=1, heads=2, max_fragments=4,
+        beta="uniform:4,8", beta_bins=8,
+    )  # fmt: skip
+    seed_everything(0)
+    reward = RecordingReward(hetero_fraction, hetero_reward)
+    trainer = build_trainer(config, reward, FRAGMENTS)
+    molecules = StepMolecules(reward)
+    pairs = []
+
+    class Compare(Callback):
+        def after_step(self, trainer, loss, batch):
+            states = trainer.env.select(batch.terminal, batch.done)
+            raw = molecules.components(trainer, batch, states)
+            names = molecules.names(trainer, batch, states)
+            assert len(raw) == len(names) == trainer.env.size(states)
+            pairs.append((names, trainer.env.object_names(states)))
+
+    trainer.run(quiet=True, callbacks=[Compare()])
+    assert len(pairs) == 3
+    for names, expected in pairs:
+        assert names == expected and len(set(names)) > 1

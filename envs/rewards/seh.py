@@ -190,7 +190,7 @@ class SEHNet(nn.Module):
         inverse_degree = torch.where(degree > 0, 1.0 / degree, 0.0).unsqueeze(1)
         h = F.leaky_relu(x @ self.embed_weight.T + self.embed_bias, SLOPE)
         for _ in range(ROUNDS):
-            sources = h[src].split(sizes)
+            sources = h.index_select(0, src).split(sizes)
             messages = torch.cat(
                 [s @ w for s, w, k in zip(sources, self.kind_weights, sizes, strict=True) if k]
             )
@@ -208,7 +208,7 @@ class SEHNet(nn.Module):
         for _ in range(SET2SET_STEPS):
             state = self.lstm(q_star, state)
             query = state[0]
-            energy = (h * query[graph]).sum(dim=1)
+            energy = (h * query.index_select(0, graph)).sum(dim=1)
             attention = (energy - segment_logsumexp(energy, graph, n_graphs)[graph]).exp()
             read = h.new_zeros(n_graphs, HIDDEN).index_add_(0, graph, attention.unsqueeze(1) * h)
             q_star = torch.cat([query, read], dim=1)

@@ -40,7 +40,7 @@ from gflow.envs.rewards import SEHProxy, seh_reward
 from gflow.metrics.diversity import mean_pairwise_distance, morgan_fingerprints
 from gflow.objectives import get_objective
 from gflow.run_config import check_at_least
-from gflow.store import Components, SampleStore, StoreCallback
+from gflow.store import SampleStore, StoreCallback
 from gflow.training import Callback, ModelConfig, TrainConfig, Trainer, build_policy
 
 NAME = "seh-frag"
@@ -345,7 +345,8 @@ def train_fragments(
     log = MoleculeLog(transform, config.mode_threshold, config.mode_similarity)
     cpu_start = time.process_time()
     watch = MoleculeProgress(config, store, log, progress)
-    recorder = StoreCallback(store, _raw_scores(reward))
+    molecules = StepMolecules(reward)
+    recorder = StoreCallback(store, molecules.components, molecules.names)
     trainer.run(quiet=True, until=lambda _: watch.out_of_time, callbacks=[recorder, watch])
     step, start, step_rewards, history = trainer.step, watch.start, watch.rewards, watch.history
     seconds = time.perf_counter() - start
@@ -374,13 +375,20 @@ def train_fragments(
     return summary, log
 
 
-def _raw_scores(reward: RecordingReward) -> Components:
-    """The store's reward components: the raw scores of the step's molecules, one column (the
-    scored batches drained)."""
+class StepMolecules:
+    """The sample store's raw-score component and names (canonical SMILES) of a step's
+    molecules, read from the batches the reward scored that step (drained once per step), so
+    that the molecules are not rebuilt from the states."""
 
-    def components(trainer: Trainer, batch: Any, states: Any) -> torch.Tensor:
-        scored = [raw for _, raw in reward.drain()]
-        raw = torch.cat(scored) if scored else torch.zeros(0)
+    def __init__(self, reward: RecordingReward):
+        self.reward = reward
+        self.mols: list[Chem.Mol] = []
+
+    def components(self, trainer: Trainer, batch: Any, states: Any) -> torch.Tensor:
+        """The raw scores, one column; checks that one was scored per generated molecule."""
+        drained = self.reward.drain()
+        self.mols = [mol for mols, _ in drained for mol in mols]
+        raw = torch.cat([raw for _, raw in drained]) if drained else torch.zeros(0)
         if len(raw) != trainer.env.size(states):
             raise RuntimeError(
                 f"seh-frag: {len(raw)} molecules scored this step for "
@@ -388,7 +396,9 @@ def _raw_scores(reward: RecordingReward) -> Components:
             )
         return raw[:, None]
 
-    return components
+    def names(self, trainer: Trainer, batch: Any, states: Any) -> list[str]:
+        """Canonical SMILES of the molecules `components` read (the fragment env's names)."""
+        return [Chem.MolToSmiles(mol) for mol in self.mols]
 
 
 def save_reward_plot(

@@ -34,7 +34,7 @@ class _Block(nn.Module):
     ) -> torch.Tensor:
         x = self.norm_attention(h)
         source, target = edge_index
-        messages = self.message(x)[source] + self.message_edge(edges)
+        messages = self.message(x).index_select(0, source) + self.message_edge(edges)
         summed = torch.zeros_like(x).index_add_(0, target, messages)
         h = h + self.attention(x, edge_index, edges) + summed
         return h + self.feed_forward(self.norm_ff(h))
@@ -246,7 +246,7 @@ class GraphTransformerPolicy(Policy):
         if self.cond_in is not None and cond is not None:
             cond = cond.to(h.dtype)
             graph_in = torch.cat([graph_in, cond], dim=1)
-            h = h + self.cond_in(cond)[graph_of]
+            h = h + self.cond_in(cond).index_select(0, graph_of)
         h = torch.cat([h, self.virtual_in(graph_in)])
         nodes = torch.arange(n_nodes, device=h.device)
         virtual = n_nodes + graph_of
@@ -267,19 +267,19 @@ class GraphTransformerPolicy(Policy):
         )
         total = torch.zeros_like(g_virtual).index_add_(0, graph_of, real)
         g = torch.cat([g_virtual, total / count.clamp(min=1)[:, None]], dim=1)
-        node_in = torch.cat([real, g[graph_of]], dim=1)
+        node_in = torch.cat([real, g.index_select(0, graph_of)], dim=1)
         pair_in = self._pairs(features, real, g) if self.uses_pairs else None
         return g, node_in, pair_in
 
     def _pairs(self, features: Batch, real: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
         """Symmetric pair inputs [h_i + h_j, h_i * h_j, pair features, graph] for every pair."""
-        first, second = real[features.pair_index[0]], real[features.pair_index[1]]
+        first, second = (real.index_select(0, index) for index in features.pair_index)
         return torch.cat(
             [
                 first + second,
                 first * second,
                 self.pair_in(features.pair_attr),
-                g[features.pair_batch],
+                g.index_select(0, features.pair_batch),
             ],
             dim=1,
         )
