@@ -11,11 +11,15 @@ imports, after building the trainer and at the end, and the peak (`ru_maxrss`).
 With `--compare TREE` it runs itself `--rounds` times on each of two code trees, interleaved
 (TREE first, then this checkout, in separate processes; TREE is put first on PYTHONPATH, e.g. an
 export of an earlier commit: `git archive COMMIT gflow | tar -x -C /tmp/before`), and writes
-both sides' runs, the load average around each, and the ratios of their medians.
+both sides' runs, the load average around each, and the ratios of their medians. `--compile`
+wraps each graph transformer block in `torch.compile` (inductor, dynamic shapes) and records the
+first warm-up step's seconds, which include the compilation; with `--compare` only this checkout's
+side is compiled, so `--compare` on an export of the same commit measures compiled against eager.
 
     .venv/bin/python benchmarks/profile_seh_frag.py --steps 40
     .venv/bin/python benchmarks/profile_seh_frag.py --compare /tmp/before --rounds 3 \\
         --out benchmarks/results/profile_seh_frag.json
+    .venv/bin/python benchmarks/profile_seh_frag.py --compare /tmp/head --compile --rounds 2
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-phases", action="store_true", help="time whole steps only")
     p.add_argument("--label", default="current", help="name of this run in the report")
+    p.add_argument("--compile", action="store_true", help="torch.compile the transformer blocks")
     p.add_argument("--compare", type=Path, default=None, help="code tree to compare against")
     p.add_argument("--rounds", type=int, default=2, help="interleaved runs per side (--compare)")
     p.add_argument("--out", type=Path, default=None, help="JSON report (default: stdout only)")
@@ -92,6 +97,10 @@ def profile(args: argparse.Namespace) -> dict[str, Any]:
     seed_everything(config.seed)
     reward = RecordingReward(SEHProxy.from_file(None, device="cpu"), seh_reward)
     trainer = build_trainer(config, reward)
+    if args.compile:
+        blocks = trainer.policy.blocks
+        for i, block in enumerate(blocks):
+            blocks[i] = torch.compile(block, dynamic=True)
     log = MoleculeLog(seh_reward, config.mode_threshold, config.mode_similarity)
     rss_built = rss_mb()
     clock = PhaseClock(time.process_time)
@@ -102,8 +111,11 @@ def profile(args: argparse.Namespace) -> dict[str, Any]:
             for batch in reward.drain():
                 log.add(*batch)
 
-    for _ in range(args.warmup):
+    first_step = time.perf_counter()
+    for i in range(args.warmup):
         step()
+        if i == 0:
+            first_step = time.perf_counter() - first_step
     if not args.no_phases:
         instrument(trainer, clock)
         trainer.env.log_reward = clock.wrap_part("reward", trainer.env.log_reward)
@@ -129,20 +141,34 @@ def profile(args: argparse.Namespace) -> dict[str, Any]:
     parts["rest"] = entry(sampled - sum(seconds.get(("sampling", p), 0.0) for p in SAMPLING_PARTS))
     return {
         "label": args.label,
+        "compiled_blocks": args.compile,
+        "first_step_seconds": first_step if args.warmup else None,
         "gflow": str(Path(gflow.__file__).parent),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "loadavg": list(os.getloadavg()),
         "torch": torch.__version__,
-        "setting": {"steps": n, "warmup": args.warmup, "seed": args.seed, "batch": 64,
-                    "hidden": config.hidden, "layers": config.layers, "threads": 1,
-                    "phases_timed": not args.no_phases},
+        "setting": {
+            "steps": n,
+            "warmup": args.warmup,
+            "seed": args.seed,
+            "batch": 64,
+            "hidden": config.hidden,
+            "layers": config.layers,
+            "threads": 1,
+            "phases_timed": not args.no_phases,
+        },
         "cpu_seconds_per_step": total / n,
         "cpu_seconds_per_step_median": statistics.median(per_step),
         "mean_trajectory_length": sum(lengths) / len(lengths),
         "phases": phases,
         "sampling_parts": parts,
-        "rss_mb": {"after_torch": rss_torch, "after_imports": rss_imports,
-                   "after_build": rss_built, "end": rss_mb(), "peak": peak_mb()},
+        "rss_mb": {
+            "after_torch": rss_torch,
+            "after_imports": rss_imports,
+            "after_build": rss_built,
+            "end": rss_mb(),
+            "peak": peak_mb(),
+        },
     }
 
 
@@ -170,10 +196,24 @@ def run_side(tree: Path | None, args: argparse.Namespace, label: str) -> dict[st
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tree), env.get("PYTHONPATH")]))
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run.json"
-        command = [sys.executable, __file__, "--steps", str(args.steps), "--warmup",
-                   str(args.warmup), "--seed", str(args.seed), "--label", label, "--out", str(out)]
+        command = [
+            sys.executable,
+            __file__,
+            "--steps",
+            str(args.steps),
+            "--warmup",
+            str(args.warmup),
+            "--seed",
+            str(args.seed),
+            "--label",
+            label,
+            "--out",
+            str(out),
+        ]
         if args.no_phases:
             command.append("--no-phases")
+        if args.compile and tree is None:
+            command.append("--compile")
         subprocess.run(command, env=env, check=True)
         return json.loads(out.read_text())
 
@@ -195,8 +235,10 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
         return statistics.median(values)
 
     summary = {}
-    for name, keys in {"cpu_seconds_per_step": ("cpu_seconds_per_step",),
-                       "peak_rss_mb": ("rss_mb", "peak")}.items():
+    for name, keys in {
+        "cpu_seconds_per_step": ("cpu_seconds_per_step",),
+        "peak_rss_mb": ("rss_mb", "peak"),
+    }.items():
         before, after = median("before", *keys), median("after", *keys)
         summary[name] = {"before": before, "after": after, "after_over_before": after / before}
     return {"compare": str(args.compare), "rounds": args.rounds, "summary": summary, **sides}
