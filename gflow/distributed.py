@@ -112,9 +112,13 @@ def rank() -> int:
     return dist.get_rank() if dist.is_initialized() else 0
 
 
-def shutdown() -> None:
-    """Leave the process group (if this process joined one)."""
+def shutdown(finished: bool) -> None:
+    """Leave the process group (if this process joined one); when this rank `finished` its
+    work, first wait for every rank to finish (gloo could abort a rank that tore its group
+    down while another still held it), otherwise at once, so that a failure stops the run."""
     if dist.is_initialized():
+        if finished:
+            dist.barrier()
         dist.destroy_process_group()
 
 

@@ -170,10 +170,13 @@ def run(args: argparse.Namespace) -> int:
     world = int(os.environ["WORLD_SIZE"])
     if args.nproc not in (1, world):
         raise UsageError(f"--nproc {args.nproc} under torchrun with {world} processes: give one")
+    finished = False
     try:
-        return _train(args, ranked=True)
+        code = _train(args, ranked=True)
+        finished = True
+        return code
     finally:
-        distributed.shutdown()
+        distributed.shutdown(finished)
 
 
 def _train(args: argparse.Namespace, ranked: bool) -> int:
