@@ -111,11 +111,11 @@ def profile(args: argparse.Namespace) -> dict[str, Any]:
             for batch in reward.drain():
                 log.add(*batch)
 
-    first_step = time.perf_counter()
-    for i in range(args.warmup):
+    warmup_seconds = []
+    for _ in range(args.warmup):
+        before = time.perf_counter()
         step()
-        if i == 0:
-            first_step = time.perf_counter() - first_step
+        warmup_seconds.append(time.perf_counter() - before)
     if not args.no_phases:
         instrument(trainer, clock)
         trainer.env.log_reward = clock.wrap_part("reward", trainer.env.log_reward)
@@ -142,7 +142,7 @@ def profile(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "label": args.label,
         "compiled_blocks": args.compile,
-        "first_step_seconds": first_step if args.warmup else None,
+        "first_step_seconds": warmup_seconds[0] if warmup_seconds else None,
         "gflow": str(Path(gflow.__file__).parent),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "loadavg": list(os.getloadavg()),

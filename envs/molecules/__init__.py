@@ -21,6 +21,11 @@ MolReward = Callable[[list[Chem.Mol]], torch.Tensor | Sequence[float]]
 """A batched reward: RDKit molecules -> (n,) rewards R(x) > 0."""
 
 
+def mol_names(mols: Sequence[Chem.Mol]) -> list[str]:
+    """Canonical SMILES of each molecule: the name molecule environments give their objects."""
+    return [Chem.MolToSmiles(mol) for mol in mols]
+
+
 class MoleculeRewardMixin:
     """`log_reward` and `to_smiles` for environments that define `to_mol(states)`."""
 
@@ -34,7 +39,7 @@ class MoleculeRewardMixin:
 
     def to_smiles(self, states) -> list[str]:
         """Canonical SMILES of each state's molecule."""
-        return [Chem.MolToSmiles(mol) for mol in self.to_mol(states)]
+        return mol_names(self.to_mol(states))
 
     def describe(self, states) -> list[str]:
         """Each state by its molecule's SMILES (for messages)."""

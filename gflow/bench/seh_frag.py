@@ -35,6 +35,7 @@ from gflow.bench.molecule_grid import save_molecule_grid
 from gflow.checkpoint import save_json, seed_everything
 from gflow.conditioning import ConditionalEnv, Conditioning, TemperatureDistribution
 from gflow.device import resolve_device
+from gflow.envs.molecules import mol_names
 from gflow.envs.molecules.fragments import Fragment, FragmentEnv
 from gflow.envs.rewards import SEHProxy, seh_reward
 from gflow.metrics.diversity import mean_pairwise_distance, morgan_fingerprints
@@ -198,7 +199,7 @@ class MoleculeLog:
     def add(self, mols: Sequence[Chem.Mol], raw: torch.Tensor) -> float:
         """Record one batch of RDKit molecules and their raw scores (`add_rows` on their
         canonical SMILES); the batch's mean reward."""
-        keys = [Chem.MolToSmiles(mol) for mol in mols]
+        keys = mol_names(mols)
         return self.add_rows(zip([0] * len(keys), keys, raw.tolist(), strict=True))
 
     def _consider_mode(self, key: str, mol: Chem.Mol) -> None:
@@ -398,7 +399,7 @@ class StepMolecules:
 
     def names(self, trainer: Trainer, batch: Any, states: Any) -> list[str]:
         """Canonical SMILES of the molecules `components` read (the fragment env's names)."""
-        return [Chem.MolToSmiles(mol) for mol in self.mols]
+        return mol_names(self.mols)
 
 
 def save_reward_plot(
