@@ -95,7 +95,9 @@ def profile(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(1)
     config = SEHFragConfig(seed=args.seed, steps=args.warmup + args.steps)
     seed_everything(config.seed)
-    reward = RecordingReward(SEHProxy.from_file(None, device="cpu"), seh_reward)
+    proxy = SEHProxy.from_file(None, device="cpu")
+    # the benchmark's scorer; a tree from before score_sanitized scores through __call__
+    reward = RecordingReward(getattr(proxy, "score_sanitized", proxy), seh_reward)
     trainer = build_trainer(config, reward)
     if args.compile:
         blocks = trainer.policy.blocks

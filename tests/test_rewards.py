@@ -9,6 +9,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from gflow.envs.molecules.fragments import FragmentEnv
 from gflow.envs.rewards import (
     SEHProxy,
     molecular_weight,
@@ -168,6 +169,21 @@ def test_molecule_inputs_match_smiles_and_are_not_modified(proxy):
     assert torch.allclose(proxy(mols), proxy(smiles), atol=1e-5)
     assert torch.allclose(qed(mols), qed(smiles))
     assert not any(atom.GetIsAromatic() for mol in mols for atom in mol.GetAtoms())
+
+
+def test_score_sanitized_reads_environment_molecules_as_they_are(proxy):
+    env = FragmentEnv(max_fragments=4)
+    torch.manual_seed(0)
+    states = env.initial(6)
+    for _ in range(3):
+        legal = env.forward_mask(states)
+        legal[:, env.stop] = False
+        states = env.step(states, torch.multinomial(legal.float(), 1).squeeze(1))
+    mols = env.to_mol(states)
+    before = [Chem.MolToSmiles(mol) for mol in mols]
+    raw = proxy.score_sanitized([*mols, None, Chem.Mol()])
+    assert torch.equal(raw[:-2], proxy(mols)) and torch.isneginf(raw[-2:]).all()
+    assert [Chem.MolToSmiles(mol) for mol in mols] == before
 
 
 def test_seh_reward_scale():

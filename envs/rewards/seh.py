@@ -237,12 +237,17 @@ class SEHProxy:
         """The proxy with weights from `path`, or found by `find_data` (bundled by default)."""
         return cls(SEHNet(load_params(find_data(PARAMS_FILE, path))), device, batch_size)
 
-    @torch.inference_mode()
     def __call__(self, items: Iterable[MolLike]) -> torch.Tensor:
         """Raw proxy outputs; molecules that cannot be parsed or sanitized score -inf."""
-        mols = to_mols(items)
+        return self.score_sanitized(to_mols(items))
+
+    @torch.inference_mode()
+    def score_sanitized(self, mols: Sequence[Chem.Mol | None]) -> torch.Tensor:
+        """Raw proxy outputs of molecules that are already sanitized, as molecule environments
+        build them, read as they are (no copy, no sanitization: a fifth of the proxy's time on
+        seh-frag); None and molecules without atoms score -inf."""
         raw = torch.full((len(mols),), float("-inf"), device=self.device)
-        valid = [(i, mol) for i, mol in enumerate(mols) if mol is not None]
+        valid = [(i, mol) for i, mol in enumerate(mols) if mol is not None and mol.GetNumAtoms()]
         for start in range(0, len(valid), self.batch_size):
             chunk = valid[start : start + self.batch_size]
             batch = featurize([mol for _, mol in chunk]).to(self.device)

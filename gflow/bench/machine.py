@@ -10,34 +10,33 @@ from pathlib import Path
 from typing import Any
 
 
-def cpu_name() -> str:
-    """The CPU model (from /proc/cpuinfo where there is one), else what `platform` says."""
+def _cpuinfo(keys: tuple[str, ...]) -> dict[str, str]:
+    """The first value of each of `keys` in /proc/cpuinfo (empty where there is none)."""
     cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
+    found: dict[str, str] = {}
+    if not cpuinfo.exists():
+        return found
+    for line in cpuinfo.read_text().splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key in keys and key not in found:
+            found[key] = value.strip()
+            if len(found) == len(keys):
+                break
+    return found
 
 
 def cpu_record() -> dict[str, Any]:
-    """The CPU model name, its family and model numbers (hosts that share a name can differ by a
-    generation) and the vector instructions torch's CPU kernels use (e.g. AVX2, AVX512)."""
+    """The CPU model name (else what `platform` says), its family and model numbers (hosts that
+    share a name can differ by a generation) and the vector instructions torch's CPU kernels
+    use (e.g. AVX2, AVX512)."""
     import torch
 
-    ids = {}
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() in ("cpu family", "model") and key.strip() not in ids:
-                ids[key.strip()] = value.strip()
-            if len(ids) == 2:
-                break
-    family_model = f"family {ids['cpu family']} model {ids['model']}" if len(ids) == 2 else None
+    ids = _cpuinfo(("model name", "cpu family", "model"))
+    has_ids = "cpu family" in ids and "model" in ids
     return {
-        "cpu": cpu_name(),
-        "cpu_family_model": family_model,
+        "cpu": ids.get("model name") or platform.processor() or platform.machine(),
+        "cpu_family_model": f"family {ids['cpu family']} model {ids['model']}" if has_ids else None,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
     }
 

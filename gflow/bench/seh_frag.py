@@ -586,7 +586,7 @@ def _reward(
     user's reward function (--reward) checked and floored at 1e-4."""
     if args.reward is None:
         proxy = SEHProxy.from_file(args.proxy, device=device)
-        return proxy, seh_reward, "clip(proxy / 8, 1e-4, 100) ** beta"
+        return proxy.score_sanitized, seh_reward, "clip(proxy / 8, 1e-4, 100) ** beta"
     from gflow.plugins import load_reward
 
     return load_reward(args.reward), _floor, f"max({args.reward}(mol), 1e-4) ** beta"

@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """Train and evaluate; writes results.json, the plots and the molecule grid under args.out."""
     proxy = SEHProxy.from_file(args.proxy, device=resolve_device(args.device))
     base = FragmentObjectivesEnv(
-        proxy,
+        proxy.score_sanitized,
         args.fragments,
         args.max_fragments,
         device=resolve_device(args.device),
