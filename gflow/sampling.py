@@ -205,12 +205,26 @@ def taken_log_probs(
     logits: ForwardLogits, mask: torch.Tensor, actions: torch.Tensor
 ) -> torch.Tensor:
     """(n,) log P_F of each row's flat action under the legal-entry softmax (of each level, for a
-    factored head), 0 for rows whose action is -1 (none)."""
-    if not isinstance(logits, FactoredLogits):
-        return _pick(legal_log_softmax(logits, mask), actions)
+    factored head), 0 for rows whose action is -1 (none); (n, k) for (n, k) actions, k actions
+    of each row read from one softmax."""
+    columns = actions if actions.dim() == 2 else actions[:, None]
+    if isinstance(logits, FactoredLogits):
+        coarse = legal_log_softmax(logits.coarse, logits.layout.coarse_mask(mask))
+        log_p = torch.stack([_factored_log_probs(logits, mask, coarse, a) for a in columns.T], 1)
+    else:
+        log_p = legal_log_softmax(logits, mask).gather(1, columns.clamp(min=0))
+    log_p = torch.where(columns >= 0, log_p, 0.0)
+    return log_p if actions.dim() == 2 else log_p.squeeze(1)
+
+
+def _factored_log_probs(
+    logits: FactoredLogits, mask: torch.Tensor, coarse_log_p: torch.Tensor, actions: torch.Tensor
+) -> torch.Tensor:
+    """(n,) log P(coarse) + log P(fine | coarse) of flat actions (-1 rows read entry 0), from the
+    coarse level's legal log-softmax `coarse_log_p`."""
     layout = logits.layout
     coarse, fine = layout.split(actions.clamp(min=0))
-    log_p = _pick(legal_log_softmax(logits.coarse, layout.coarse_mask(mask)), coarse)
+    log_p = _pick(coarse_log_p, coarse)
     rows = ((fine >= 0) & (actions >= 0)).nonzero().squeeze(1)
     if len(rows):
         picked = coarse[rows]
@@ -218,7 +232,7 @@ def taken_log_probs(
             logits.fine(rows, picked), layout.fine_mask(mask, rows, picked)
         )
         log_p = log_p.index_add(0, rows, _pick(fine_log_p, fine[rows]))
-    return torch.where(actions >= 0, log_p, 0.0)
+    return log_p
 
 
 def _pick(log_probs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:

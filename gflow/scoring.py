@@ -60,9 +60,15 @@ def score(
     steps = width - 1
     transition = torch.arange(steps, device=mask.device) < rollout.lengths[:, None]
     no_action = rollout.actions.new_full((n, 1), -1)
-    taken = taken_log_probs(
-        out.forward_logits, fwd_mask, _per_row(rollout.actions, no_action, mask)
-    )
+    actions = _per_row(rollout.actions, no_action, mask)
+    energy = _energies(env, rollout) if forward_looking or "energies" in needs else None
+    if energy is None:
+        taken = taken_log_probs(out.forward_logits, fwd_mask, actions)
+    else:  # log P_F(stop) too, from the same softmax
+        stop = torch.full_like(actions, env.stop)
+        taken, log_pf_stop = taken_log_probs(
+            out.forward_logits, fwd_mask, torch.stack([actions, stop], 1)
+        ).unbind(1)
     log_pf = torch.where(transition, _pad(taken, mask)[:, :steps], 0.0)
 
     moved = rollout.backward_actions >= 0
@@ -77,7 +83,6 @@ def score(
 
     log_z = policy.log_z(rollout.cond, n)
     log_flow = _pad(out.log_flow, mask)
-    energy = _energies(env, rollout) if forward_looking or "energies" in needs else None
     if forward_looking and energy is not None:
         log_flow = log_flow - energy
     log_flow = torch.cat([log_z[:, None], log_flow[:, 1:]], dim=1)
@@ -104,8 +109,6 @@ def score(
         stoppable = fwd_mask[:, env.stop]
         traj.energy = energy
         traj.can_stop = _pad(stoppable, mask)
-        stop = torch.full((len(fwd_mask),), env.stop, dtype=torch.long, device=fwd_mask.device)
-        log_pf_stop = taken_log_probs(out.forward_logits, fwd_mask, stop)
         traj.log_pf_stop = _pad(torch.where(stoppable, log_pf_stop, 0.0), mask)
     if "reward_components" in needs:
         traj.reward_components = _reward_components(env, rollout)

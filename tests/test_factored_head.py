@@ -101,6 +101,13 @@ def test_dense_probabilities_sum_to_one_and_match_the_taken_ones(visited):
     torch.testing.assert_close(picked, log_p[rows, actions])
     none = taken_log_probs(logits, mask, torch.full((len(mask),), -1))
     assert torch.equal(none, torch.zeros(len(mask)))
+    # k actions a row from one softmax: the columns are the single-action values
+    first = mask.long().argmax(1)
+    columns = torch.stack([first, torch.full_like(first, env.stop), torch.full_like(first, -1)], 1)
+    together = taken_log_probs(logits, mask, columns)
+    for k in range(3):
+        torch.testing.assert_close(together[:, k], taken_log_probs(logits, mask, columns[:, k]))
+    torch.testing.assert_close(together[:, 0], log_p[torch.arange(len(mask)), first])
 
 
 def synthetic_logits(env, n: int) -> FactoredLogits:

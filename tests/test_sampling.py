@@ -4,7 +4,13 @@ import torch
 from gflow.envs.hypergrid import HyperGrid
 
 from gflow.policies.mlp import MLPPolicy
-from gflow.sampling import Rollout, sample_backward, sample_forward
+from gflow.sampling import (
+    Rollout,
+    masked_log_softmax,
+    sample_backward,
+    sample_forward,
+    taken_log_probs,
+)
 from gflow.scoring import score
 
 
@@ -77,3 +83,16 @@ def test_score_matches_per_state_reference():
         assert torch.allclose(traj.log_pf[b].sum(), log_pf, atol=1e-5)
         assert torch.allclose(traj.log_pb[b].sum(), log_pb, atol=1e-5)
         assert traj.log_flow[b, len(states)] == env.log_reward(rollout.terminal[b][None])[0]
+
+
+def test_taken_log_probs_reads_several_actions_a_row_from_one_softmax():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(6, 5, generator=g)
+    mask = torch.rand(6, 5, generator=g) < 0.6
+    mask[:, 2] = True
+    actions = torch.stack([mask.long().argmax(1), torch.full((6,), 2), torch.full((6,), -1)], 1)
+    log_p = taken_log_probs(logits, mask, actions)
+    expected = masked_log_softmax(logits, mask).gather(1, actions.clamp(min=0))
+    torch.testing.assert_close(log_p[:, :2], expected[:, :2])
+    assert torch.equal(log_p[:, 2], torch.zeros(6))
+    torch.testing.assert_close(log_p[:, 1], taken_log_probs(logits, mask, actions[:, 1]))
