@@ -378,27 +378,38 @@ def train_fragments(
 
 class StepMolecules:
     """The sample store's raw-score component and names (canonical SMILES) of a step's
-    molecules, read from the batches the reward scored that step (drained once per step), so
-    that the molecules are not rebuilt from the states."""
+    molecules, read from the batches the reward scored that step (drained once per step, by
+    whichever of `components` and `names` asks first), so that the molecules are not rebuilt
+    from the states."""
 
     def __init__(self, reward: RecordingReward):
         self.reward = reward
+        self.step = -1
         self.mols: list[Chem.Mol] = []
+        self.raw = torch.zeros(0)
 
-    def components(self, trainer: Trainer, batch: Any, states: Any) -> torch.Tensor:
-        """The raw scores, one column; checks that one was scored per generated molecule."""
+    def _read(self, trainer: Trainer, states: Any) -> None:
+        """Drain the reward's batches once per training step; checks one per generated molecule."""
+        if self.step == trainer.step:
+            return
         drained = self.reward.drain()
+        self.step = trainer.step
         self.mols = [mol for mols, _ in drained for mol in mols]
-        raw = torch.cat([raw for _, raw in drained]) if drained else torch.zeros(0)
-        if len(raw) != trainer.env.size(states):
+        self.raw = torch.cat([raw for _, raw in drained]) if drained else torch.zeros(0)
+        if len(self.raw) != trainer.env.size(states):
             raise RuntimeError(
-                f"seh-frag: {len(raw)} molecules scored this step for "
+                f"seh-frag: {len(self.raw)} molecules scored this step for "
                 f"{trainer.env.size(states)} generated"
             )
-        return raw[:, None]
+
+    def components(self, trainer: Trainer, batch: Any, states: Any) -> torch.Tensor:
+        """The raw scores of the step's molecules, one column."""
+        self._read(trainer, states)
+        return self.raw[:, None]
 
     def names(self, trainer: Trainer, batch: Any, states: Any) -> list[str]:
-        """Canonical SMILES of the molecules `components` read (the fragment env's names)."""
+        """Canonical SMILES of the step's molecules (the fragment env's names)."""
+        self._read(trainer, states)
         return mol_names(self.mols)
 
 
