@@ -185,9 +185,10 @@ def _entry_of(side: dict[str, Any]) -> dict[str, Any]:
 
 def median_summary(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     """Medians over rounds of the headline ratios (the first round's figures are kept whole)."""
-    keys = ("trajectories_per_second", "peak_rss")
+    keys = ("trajectories_per_second", "trajectories_per_cpu_second", "peak_rss")
     ratios = [r["comparison"].get("ratios") for r in rounds if r["comparison"].get("ratios")]
-    return {k: statistics.median(r[k] for r in ratios) for k in keys} if ratios else {}
+    values = {k: [r[k] for r in ratios if k in r] for k in keys}
+    return {k: statistics.median(v) for k, v in values.items() if v}
 
 
 def main() -> None:

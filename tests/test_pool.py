@@ -1,8 +1,9 @@
 """The Ray worker pool: rollouts sampled on workers equal in-process ones for the same policy and
-seeds; a worker killed mid-run is replaced and its task re-run, with no sample lost or repeated;
-an oracle on the pool evaluates each object once; an unreachable cluster is a one-line error.
-Starting Ray took 5 s on the shared 2-core machine at load 4 (20 s at load 11): one Ray test runs
-in the default suite, the longer ones are marked slow; the pipeline's logic is tested without Ray
+seeds, for a built-in environment and for one loaded from a user's file; a worker killed mid-run
+is replaced and its task re-run, with no sample lost or repeated; an oracle on the pool evaluates
+each object once; an unreachable cluster is a one-line error. Starting Ray took 5 s on the shared
+2-core machine at load 4 (20 s at load 11): the two sampling tests share one Ray start in the
+default suite, the longer ones are marked slow; the pipeline's logic is tested without Ray
 (LocalPool)."""
 
 import math
@@ -14,11 +15,13 @@ import time
 import pytest
 import torch
 from gflow.envs.hypergrid import HyperGrid
+from test_plugins import readme_staircase
 
 from gflow.checkpoint import seed_everything
 from gflow.cli import main
 from gflow.errors import GflowError
 from gflow.objectives import get_objective
+from gflow.plugins import load_env
 from gflow.pool import Oracle, PoolTrainer, RayPool, Task, _Worker, install_oracle
 from gflow.sampling import sample_forward
 from gflow.store import SampleStore, StoreCallback
@@ -141,6 +144,23 @@ def test_workers_sample_what_the_learner_would(ray_local):
         want = sample_forward(ENV, policy, 7, None, **OPTIONS)
         for name in ("states", "actions", "backward_actions", "lengths", "done", "log_reward"):
             assert torch.equal(getattr(got, name), getattr(want, name)), name
+
+
+def test_workers_sample_an_environment_from_a_user_file(ray_local, tmp_path):
+    """A plug-in class loaded from a file outside any package reaches the workers by value."""
+    path = tmp_path / "user" / "staircase.py"
+    path.parent.mkdir()
+    path.write_text(readme_staircase())
+    env = load_env(f"{path}:Staircase", {"top": 5})
+    seed_everything(0)
+    policy = build_policy(env, ModelConfig(hidden=16))
+    state = {k: v.clone() for k, v in policy.state_dict().items()}
+    with RayPool(env, policy, workers=1) as pool:
+        got = pool.result(pool.submit("sample", [ray_local.put(state)], 0, 9, 5, None, OPTIONS))
+    torch.manual_seed(5)
+    want = sample_forward(env, policy, 9, None, **OPTIONS)
+    assert torch.equal(got.states, want.states) and torch.equal(got.actions, want.actions)
+    assert int(got.done.sum()) == 9
 
 
 class Oracle2D(HyperGrid):
