@@ -372,6 +372,21 @@ def test_usage_errors_are_one_line(capsys):
     assert code == 2 and err.count("\n") == 1 and "invalid choice" in err
 
 
+def _as_a_terminal_does() -> None:
+    """SIGINT's default action in a child, whatever the suite was launched under: a shell
+    without job control starts background commands with SIGINT ignored, and children inherit
+    that (Python then installs no KeyboardInterrupt handler)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.fixture
+def ctrl_c_raises():
+    """Python's KeyboardInterrupt handler in this process for the test, then the one before."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
 def test_ctrl_c_stops_a_long_exact_hypervolume_at_once(tmp_path):
     rng = np.random.default_rng(0)
     points = np.abs(rng.standard_normal((200, 10)))
@@ -379,7 +394,13 @@ def test_ctrl_c_stops_a_long_exact_hypervolume_at_once(tmp_path):
     np.save(tmp_path / "many.npy", points)
     command = [sys.executable, "-m", "gflow", "hv", str(tmp_path / "many.npy"), "--ref", "0"]
     command[-1] = ",".join(["0"] * 10)
-    proc = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        command,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=_as_a_terminal_does,
+    )
     try:  # a failed assertion must not leave hours of computation running
         warning = proc.stderr.readline()  # printed before the exact computation starts
         assert warning.startswith("gflow hv: warning: the exact hypervolume of 200 Pareto points")
@@ -396,7 +417,7 @@ def test_ctrl_c_stops_a_long_exact_hypervolume_at_once(tmp_path):
     assert proc.returncode == 130 and out == "" and err.strip() == "gflow hv: interrupted"
 
 
-def test_ctrl_c_delivered_to_the_worker_thread_still_interrupts_at_once():
+def test_ctrl_c_delivered_to_the_worker_thread_still_interrupts_at_once(ctrl_c_raises):
     import threading
 
     def interrupt_the_worker() -> None:
