@@ -15,7 +15,7 @@ import time
 import pytest
 import torch
 from gflow.envs.hypergrid import HyperGrid
-from test_plugins import readme_staircase
+from test_plugins import readme_staircase, write
 
 from gflow.checkpoint import seed_everything
 from gflow.cli import main
@@ -148,9 +148,7 @@ def test_workers_sample_what_the_learner_would(ray_local):
 
 def test_workers_sample_an_environment_from_a_user_file(ray_local, tmp_path):
     """A plug-in class loaded from a file outside any package reaches the workers by value."""
-    path = tmp_path / "user" / "staircase.py"
-    path.parent.mkdir()
-    path.write_text(readme_staircase())
+    path = write(tmp_path, "staircase.py", readme_staircase())
     env = load_env(f"{path}:Staircase", {"top": 5})
     seed_everything(0)
     policy = build_policy(env, ModelConfig(hidden=16))

@@ -25,6 +25,7 @@ from gflow.envs.rewards import (
 from gflow.envs.rewards.restricted_pickle import RefusedGlobal
 from gflow.envs.rewards.seh import PARAMS_FILE, featurize, load_params
 from rdkit import Chem
+from test_molecule_envs import random_terminals
 
 import gflow.config
 from gflow.config import find_data
@@ -173,13 +174,8 @@ def test_molecule_inputs_match_smiles_and_are_not_modified(proxy):
 
 def test_score_sanitized_reads_environment_molecules_as_they_are(proxy):
     env = FragmentEnv(max_fragments=4)
-    torch.manual_seed(0)
-    states = env.initial(6)
-    for _ in range(3):
-        legal = env.forward_mask(states)
-        legal[:, env.stop] = False
-        states = env.step(states, torch.multinomial(legal.float(), 1).squeeze(1))
-    mols = env.to_mol(states)
+    mols = env.to_mol(random_terminals(env, 6, seed=0))
+    assert all(mol.GetNumAtoms() for mol in mols)
     before = [Chem.MolToSmiles(mol) for mol in mols]
     raw = proxy.score_sanitized([*mols, None, Chem.Mol()])
     assert torch.equal(raw[:-2], proxy(mols)) and torch.isneginf(raw[-2:]).all()
