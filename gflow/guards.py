@@ -147,5 +147,6 @@ def loss_error(loss: torch.Tensor, log_reward: torch.Tensor, policy: Any, env: E
         )
     return FloatingPointError(
         f"non-finite loss ({value}) with finite rewards (|log R| <= {scale:.3g}) and parameters: "
-        "no update was made; try a lower learning rate"
+        "no update was made; try a lower learning rate (an objective that reads state flows "
+        "must name 'log_flows' in its needs)"
     )

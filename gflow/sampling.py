@@ -8,7 +8,13 @@ from dataclasses import dataclass
 import torch
 
 from gflow.env import Env, States
-from gflow.factored import FactoredLogits, ForwardLogits, dense_only, select_logits
+from gflow.factored import (
+    FactoredLogits,
+    ForwardLogits,
+    dense_only,
+    select_logits,
+    spread_logits,
+)
 from gflow.guards import LogitsError, check_log_reward, logits_error
 from gflow.policies.base import OutputRecorder, Policy, PolicyOutput
 from gflow.tabular import StateTable, TableWalk
@@ -79,8 +85,24 @@ def recorded_outputs(policy: Policy, rollout: Rollout) -> PolicyOutput | None:
     if out is None or rec.index is None:
         return out
     i = rec.index
+    if bool((i < 0).any()):  # forced stops the policy skipped: stand-ins (`sample_forward`)
+        return _with_stand_ins(out, i)
     back = None if out.backward_logits is None else out.backward_logits[i]
     return PolicyOutput(select_logits(out.forward_logits, i), back, out.log_flow[i])
+
+
+def _with_stand_ins(out: PolicyOutput, index: torch.Tensor) -> PolicyOutput:
+    """The outputs of every state from those of the evaluated ones (`index` >= 0 gives the
+    row) and stand-ins at the rest: zero forward logits, NaN log-flow (a uniform P_B only)."""
+    if out.backward_logits is not None:
+        raise RuntimeError("a recorder for a learned P_B must record every state")
+    rows = (index >= 0).nonzero().squeeze(1)
+    kept = index[rows]
+    flow = out.log_flow.new_full((len(index),), float("nan")).index_copy(
+        0, rows, out.log_flow[kept]
+    )
+    return PolicyOutput(spread_logits(select_logits(out.forward_logits, kept), rows, len(index)),
+                        None, flow)
 
 
 def legal_log_softmax(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -298,8 +320,13 @@ def sample_forward(
     fixed_horizon: bool = False,
     dedupe: bool = False,
     table: StateTable | None = None,
+    record_forced_stops: bool = True,
 ) -> Rollout:
     """Sample `n` trajectories from s0; with `max_steps`, unfinished ones are left incomplete.
+
+    A forced stop, a state whose only legal action is stop, stops without the policy: there
+    is nothing to draw, and any logits give it log P_F = 0 (the fragment benchmark's
+    trajectories end at the size limit, a fifth of the rows the policy would read).
 
     With the environment's `table` (`gflow.tabular.state_table`), the loop walks integer state
     ids, featurizing, masking and stepping by table lookups, and the rollout holds the states
@@ -318,7 +345,11 @@ def sample_forward(
     every state as it samples, and the first `gflow.scoring.score` of the rollout reuses them
     instead of running the policy again (`Rollout.recorded`, `recorded_outputs`): on-policy
     training skips the second forward pass. Score such a rollout before changing the policy's
-    parameters. The draws are the same either way.
+    parameters. The draws are the same either way. The record covers forced stops too unless
+    `record_forced_stops` is false; then the policy skips them there as well and the record
+    holds stand-ins (zero forward logits, NaN log-flow), exact for objectives whose needs lie in
+    `gflow.trajectories.FORCED_STOP_FREE`, with a recorder for a uniform P_B
+    (`OutputRecorder.uniform_pb`; otherwise they are recorded all the same).
     """
     if fixed_horizon and env.horizon is not None and max_steps is None:
         return sample_forward_fixed(env, policy, n, cond, temperature, epsilon)
@@ -328,21 +359,54 @@ def sample_forward(
     forward_logits = policy.forward_logits if recorder is None else recorder.forward_logits
     walk = env if table is None else TableWalk(env, table)
     dedupe = dedupe and cond is None and walk.has_state_ids()
-    shared: list[torch.Tensor] = []
+    skip = recorder is None or (not record_forced_stops and recorder.uniform_pb)
+    recorded: list[torch.Tensor] = []
+    """Per policy call, the recorded row of each of its states (-1: not evaluated)."""
     evaluated = 0
 
-    def policy_logits(state: States, rows: torch.Tensor | None) -> ForwardLogits:
+    def policy_logits(
+        state: States, rows: torch.Tensor | None, mask: torch.Tensor
+    ) -> tuple[ForwardLogits | None, torch.Tensor | None]:
+        """(forward logits of the rows of `state` that are not forced stops, or None when all
+        are; those rows, or None when that is every row). The policy reads the forced stops
+        too unless `skip`."""
         nonlocal evaluated
-        if not dedupe:
-            return forward_logits(walk.featurize(state), rows)
-        first, inverse = _distinct(walk.state_ids(state))
-        shared.append(inverse + evaluated)
-        evaluated += len(first)
-        logits = forward_logits(walk.featurize(walk.select(state, first)), None)
-        return select_logits(logits, inverse)
+        chosen = _with_choice(mask, stop)
+        if dedupe:
+            first, inverse = _distinct(walk.state_ids(state))
+            logits = forward_logits(walk.featurize(walk.select(state, first)), None)
+            recorded.append(inverse + evaluated)
+            evaluated += len(first)
+            return _chosen_logits(select_logits(logits, inverse), chosen), chosen
+        if chosen is None or not skip:
+            logits = forward_logits(walk.featurize(state), rows)
+            recorded.append(torch.arange(evaluated, evaluated + len(mask), device=device))
+            evaluated += len(mask)
+            return _chosen_logits(logits, chosen), chosen
+        row = torch.full((len(mask),), -1, dtype=torch.long, device=device)
+        row[chosen] = torch.arange(evaluated, evaluated + len(chosen), device=device)
+        recorded.append(row)
+        evaluated += len(chosen)
+        if not len(chosen):
+            return None, chosen
+        picked = walk.featurize(walk.select(state, chosen))
+        return forward_logits(picked, _rows(rows, chosen)), chosen
 
+    def draw(state: States, rows: torch.Tensor | None) -> torch.Tensor:
+        """The actions at `state`: stop at forced stops (no draw), a draw elsewhere."""
+        mask = walk.forward_mask(state)
+        logits, chosen = policy_logits(state, rows, mask)
+        action = torch.full((len(mask),), stop, dtype=torch.long, device=device)
+        if logits is None:  # forced stops only
+            return action
+        if chosen is None:
+            return draw_forward(logits, mask, temperature, epsilon)
+        action[chosen] = draw_forward(logits, mask[chosen], temperature, epsilon)
+        return action
+
+    stop = env.stop
     state = walk.initial(n)
-    index, stop = torch.arange(n, device=device), env.stop
+    index = torch.arange(n, device=device)
     rows = cond
     states: list[States] = []
     owners: list[torch.Tensor] = []
@@ -350,8 +414,7 @@ def sample_forward(
     sizes: list[int] = []
     alive = n
     while alive and (max_steps is None or len(actions) < max_steps):
-        logits = policy_logits(state, rows)
-        action = draw_forward(logits, walk.forward_mask(state), temperature, epsilon)
+        action = draw(state, rows)
         states.append(state)
         owners.append(index)
         actions.append(action)
@@ -365,7 +428,7 @@ def sample_forward(
             state = walk.step(state, action)
     if alive or not states:
         if recorder is not None and alive:
-            policy_logits(state, rows)
+            policy_logits(state, rows, walk.forward_mask(state))
         states.append(state)
         owners.append(index)
         sizes.append(alive)
@@ -374,11 +437,27 @@ def sample_forward(
         visited = walk.states_of(visited)
     rollout = _assemble(env, visited, torch.cat(owners), actions, sizes, n, cond)
     if recorder is not None:
-        shared_index = torch.cat(shared) if shared else None
+        row = torch.cat(recorded) if recorded else None
+        plain = row is None or (len(row) == evaluated and not dedupe)  # every state, in order
         rollout.recorded = RecordedOutputs(
-            policy, recorder, versions, rollout.states, cond, shared_index
+            policy, recorder, versions, rollout.states, cond, None if plain else row
         )
     return rollout
+
+
+def _chosen_logits(logits: ForwardLogits, chosen: torch.Tensor | None) -> ForwardLogits | None:
+    """The logits of the `chosen` rows (all when None; None when there are none)."""
+    if chosen is None:
+        return logits
+    return select_logits(logits, chosen) if len(chosen) else None
+
+
+def _with_choice(mask: torch.Tensor, stop: int) -> torch.Tensor | None:
+    """The rows of forward `mask` that are not forced stops (stop the only legal action), or
+    None when that is every row."""
+    # a sum of bytes: faster than summing the bools
+    forced = mask[:, stop] & (mask.view(torch.uint8).sum(dim=1, dtype=torch.int32) == 1)
+    return (~forced).nonzero().squeeze(1) if bool(forced.any()) else None
 
 
 DEDUPE_BATCH = 64

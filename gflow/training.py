@@ -38,6 +38,7 @@ from gflow.run_config import RESUMABLE, ModelConfig, TrainConfig
 from gflow.sampling import DEDUPE_BATCH, Rollout, sample_backward, sample_forward
 from gflow.scoring import score
 from gflow.tabular import state_table
+from gflow.trajectories import FORCED_STOP_FREE
 
 __all__ = [
     "Callback",
@@ -186,6 +187,8 @@ class Trainer:
             fixed_horizon=env.device.type == "cuda",  # no host sync while sampling (issue 11)
             dedupe=n >= DEDUPE_BATCH,  # one policy pass per distinct state (issue 11)
             table=self.table,  # featurize, mask and step by lookups (issue 11)
+            # an objective that reads nothing at forced stops lets the policy skip them (#12)
+            record_forced_stops=not self.objective.needs <= FORCED_STOP_FREE,
         )
         self.online = n
         self.track(online)

@@ -21,6 +21,11 @@ OPTIONAL_FIELDS: dict[str, tuple[str, ...]] = {
 log F(s) = log F~(s) - E(s) (Pan et al. 2023); it brings the ``energies`` fields with it."""
 NEEDS = frozenset(ALWAYS_SCORED) | frozenset(OPTIONAL_FIELDS)
 """Every name an objective may declare in its needs."""
+FORCED_STOP_FREE = frozenset({"log_pf", "log_pb", "log_z", "log_reward", "reward_components"})
+"""Needs that read nothing of the policy at a forced stop (a state whose only legal action is
+stop: log P_F(stop) = 0 there) under a uniform P_B. Training on an objective whose needs all lie
+here skips the policy at forced stops, whose `log_flow` is then NaN: an objective that reads
+state flows names ``log_flows`` in its needs."""
 
 
 @dataclass
@@ -37,7 +42,8 @@ class Trajectories:
     log_pb: torch.Tensor
     """(B, T) log P_B(s_t | s_{t+1}); 0 on the stop transition."""
     log_flow: torch.Tensor
-    """(B, T+1) log F(s_t): log Z at t=0, log R(x) at t=length for complete trajectories."""
+    """(B, T+1) log F(s_t): log Z at t=0, log R(x) at t=length for complete trajectories;
+    NaN at forced stops for objectives that do not need ``log_flows`` (`FORCED_STOP_FREE`)."""
     log_z: torch.Tensor
     """(B,) log Z (conditional when conditioning is given)."""
     log_reward: torch.Tensor

@@ -7,7 +7,7 @@ from gflow.envs.graphs import GraphEnv
 from gflow.envs.molecules.fragments import FragmentEnv
 
 from gflow.conditioning import ConditionalEnv, Conditioning, TemperatureDistribution
-from gflow.objectives import get_objective
+from gflow.objectives import get_objective, objective
 from gflow.policies.graph_transformer import GraphTransformerPolicy
 from gflow.sampling import sample_forward
 from gflow.scoring import score
@@ -102,3 +102,83 @@ def test_trainer_scores_graph_batches_from_the_sampling_passes():
     trainer.train_step()
     assert calls and all(calls)  # every pass ran while sampling, with autograd on
     assert all(p.grad is not None for p in policy.parameters() if p.requires_grad)
+
+
+def forced_stops(env, states):
+    """Rows of `states` whose only legal action is stop."""
+    mask = env.forward_mask(states)
+    return mask[:, env.stop] & (mask.sum(1) == 1)
+
+
+FORCED_STOP_CASES = {
+    "fragments-conditional": CASES["fragments-conditional"],
+    "fragments-learned-pb": lambda: (FragmentEnv(max_fragments=2, reward=heavy_atoms),
+                                     {"learn_pb": True}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FORCED_STOP_CASES))
+def test_forced_stops_left_out_of_the_record_score_tb_exactly(case):
+    env, options = FORCED_STOP_CASES[case]()
+    torch.manual_seed(0)
+    cond_dim = env.cond_dim if env.conditional else 0
+    policy = GraphTransformerPolicy.for_env(env, hidden=32, layers=2, cond_dim=cond_dim,
+                                            **options)
+    cond = env.conditioning.sample(12) if env.conditional else None
+    torch.manual_seed(1)
+    plain = sample_forward(env, policy, 12, cond, epsilon=0.1)
+    rows = []
+    hook = policy.register_forward_hook(lambda _, args, __: rows.append(args[0].num_graphs))
+    torch.manual_seed(1)
+    rollout = sample_forward(env, policy, 12, cond, epsilon=0.1, keep_outputs=True,
+                             record_forced_stops=False)
+    hook.remove()
+    assert torch.equal(rollout.actions, plain.actions)  # the same draws
+    forced = int(forced_stops(env, rollout.states).sum())
+    uniform_pb = "learn_pb" not in options
+    assert forced > 0
+    # a learned P_B reads the terminal state, so its recorder keeps every state
+    assert sum(rows) == len(rollout.state_mask.nonzero()) - (forced if uniform_pb else 0)
+    reused, fresh = score(env, policy, rollout), score(env, policy, plain)
+    skipped = reused.log_flow.isnan()
+    assert int(skipped.sum()) == (forced if uniform_pb else 0)
+    torch.testing.assert_close(reused.log_flow[~skipped], fresh.log_flow[~skipped])
+    for name in ("log_pf", "log_pb", "log_z"):
+        torch.testing.assert_close(getattr(reused, name), getattr(fresh, name),
+                                   atol=1e-5, rtol=1e-5, msg=name)
+    tb = get_objective("tb")
+
+    def gradients(traj):
+        policy.zero_grad()
+        tb.loss(traj).backward()
+        return grads(policy)
+
+    for a, b in zip(gradients(reused), gradients(fresh), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_training_skips_forced_stops_only_for_objectives_that_read_no_flow():
+    env = FragmentEnv(max_fragments=2, reward=heavy_atoms)
+
+    def trainer(objective):
+        torch.manual_seed(0)
+        policy = GraphTransformerPolicy.for_env(env, hidden=16, layers=1)
+        rows = []
+        policy.register_forward_hook(lambda _, args, __: rows.append(args[0].num_graphs))
+        return Trainer(env, policy, objective, TrainConfig(steps=1, batch_size=16)), rows
+
+    for name, skips in (("tb", True), ("db", False), ("subtb", False)):
+        run, rows = trainer(get_objective(name))
+        assert torch.isfinite(run.train_step())
+        visited = int(run.last_batch.state_mask.sum())
+        forced = int(forced_stops(env, run.last_batch.states).sum())
+        assert forced > 0
+        assert sum(rows) == visited - (forced if skips else 0), name
+
+    @objective
+    def undeclared_flows(traj):  # reads state flows without naming log_flows in its needs
+        return (traj.log_flow * traj.flow_mask).pow(2).mean()
+
+    run, _ = trainer(undeclared_flows)
+    with pytest.raises(FloatingPointError, match="must name 'log_flows' in its needs"):
+        run.train_step()

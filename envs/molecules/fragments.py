@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from gflow.envs.graphs import GraphBuildingEnv, GraphStates, one_hot, remove_nodes
+from gflow.envs.graphs import GraphBuildingEnv, GraphStates, is_class, one_hot, remove_nodes
 from gflow.envs.molecules import MoleculeRewardMixin, MolReward
 from rdkit import Chem
 
@@ -123,7 +123,7 @@ class FragmentEnv(MoleculeRewardMixin, GraphBuildingEnv):
 
     def free_slots(self, states: GraphStates) -> torch.Tensor:
         """(B, N, K) bool: slot k of fragment i exists and is not bonded."""
-        used = one_hot(states.edges, self.max_slots).sum(2) > 0
+        used = is_class(states.edges, self.max_slots).any(2)
         exists = torch.arange(self.max_slots, device=states.nodes.device) < self.slot_count[
             states.nodes.clamp(min=0)
         ].unsqueeze(-1)

@@ -11,6 +11,9 @@ import torch
 from gflow.objectives.base import ObjectiveOptions, ObjectiveSpec, register_objective
 from gflow.trajectories import Trajectories
 
+STATE_FLOWS = frozenset({"log_flows"})
+"""The need of the objectives that read state flows."""
+
 
 @dataclass(frozen=True)
 class SubTBOptions(ObjectiveOptions):
@@ -90,6 +93,7 @@ register_objective(
     ObjectiveSpec(
         "db",
         lambda _: detailed_balance,
+        needs=STATE_FLOWS,
         incomplete_ok=True,
         help="detailed balance",
     )
@@ -99,6 +103,7 @@ register_objective(
         "subtb",
         lambda o: partial(subtrajectory_balance, lam=o.subtb_lambda),
         SubTBOptions,
+        needs=STATE_FLOWS,
         incomplete_ok=True,
         help="sub-trajectory balance (lambda: --subtb-lambda)",
     )

@@ -34,6 +34,7 @@ from functools import partial
 import torch
 
 from gflow.objectives.balance import (
+    STATE_FLOWS,
     SubTBOptions,
     detailed_balance,
     subtrajectory_balance,
@@ -109,6 +110,7 @@ def _outcome_spec(base: str) -> ObjectiveSpec:
         f"oc-{base}",
         build,
         OutcomeSubTBOptions if base == "subtb" else OutcomeOptions,
+        needs=frozenset() if base == "tb" else STATE_FLOWS,
         help=f"OC-GFN pre-training on {base} (outcome-conditioned environments)",
     )
 

@@ -28,6 +28,11 @@ class OutputRecorder:
     """Records a policy's forward passes during one rollout (no gradients) and gives them back as
     outputs with gradients, as if the policy had run once on every recorded row."""
 
+    uniform_pb: bool = False
+    """Whether the policy's P_B is uniform (no backward head), so that its outputs at a forced
+    stop matter only through its flow and the sampler may leave such states out
+    (`gflow.sampling.sample_forward`'s `record_forced_stops`)."""
+
     def forward_logits(
         self, features: torch.Tensor, cond: torch.Tensor | None = None
     ) -> ForwardLogits:

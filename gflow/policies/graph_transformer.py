@@ -307,6 +307,7 @@ class _GraphRecorder(OutputRecorder):
     def __init__(self, policy: GraphTransformerPolicy):
         self.policy = policy
         self.kept: list[PolicyOutput] = []
+        self.uniform_pb = policy.backward_head is None
 
     def forward_logits(self, features: Batch, cond: torch.Tensor | None = None) -> ForwardLogits:
         with torch.enable_grad():

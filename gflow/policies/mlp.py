@@ -117,6 +117,7 @@ class _TrunkRecorder(OutputRecorder):
 
     def __init__(self, policy: MLPPolicy):
         self.policy = policy
+        self.uniform_pb = policy.backward_head is None
         self.layers: list[list[torch.Tensor]] = [[] for _ in range(len(policy._trunk_linears) + 1)]
         # (bias, weight.T) of the trunk's layers and the forward head: `F.linear` is this addmm,
         # less the transpose it would make at every step
