@@ -40,6 +40,16 @@ CASES = {
 }
 
 
+def seeded(case, n):
+    """The case's environment and policy options, a seeded small policy, n conditioning rows."""
+    env, options = case()
+    torch.manual_seed(0)
+    cond_dim = env.cond_dim if env.conditional else 0
+    policy = GraphTransformerPolicy.for_env(env, hidden=32, layers=2, cond_dim=cond_dim,
+                                            **options)
+    return env, options, policy, env.conditioning.sample(n) if env.conditional else None
+
+
 def grads(policy):
     return [p.grad.clone() for p in policy.parameters() if p.grad is not None]
 
@@ -47,12 +57,7 @@ def grads(policy):
 @pytest.mark.parametrize("case", sorted(CASES))
 @pytest.mark.parametrize("max_steps", [None, 2])
 def test_recorded_sampling_passes_score_like_a_second_pass(case, max_steps):
-    env, options = CASES[case]()
-    torch.manual_seed(0)
-    cond_dim = env.cond_dim if env.conditional else 0
-    policy = GraphTransformerPolicy.for_env(env, hidden=32, layers=2, cond_dim=cond_dim,
-                                            **options)
-    cond = env.conditioning.sample(10) if env.conditional else None
+    env, _, policy, cond = seeded(CASES[case], 10)
     torch.manual_seed(1)
     plain = sample_forward(env, policy, 10, cond, epsilon=0.1, max_steps=max_steps)
     torch.manual_seed(1)
@@ -119,12 +124,7 @@ FORCED_STOP_CASES = {
 
 @pytest.mark.parametrize("case", sorted(FORCED_STOP_CASES))
 def test_forced_stops_left_out_of_the_record_score_tb_exactly(case):
-    env, options = FORCED_STOP_CASES[case]()
-    torch.manual_seed(0)
-    cond_dim = env.cond_dim if env.conditional else 0
-    policy = GraphTransformerPolicy.for_env(env, hidden=32, layers=2, cond_dim=cond_dim,
-                                            **options)
-    cond = env.conditioning.sample(12) if env.conditional else None
+    env, options, policy, cond = seeded(FORCED_STOP_CASES[case], 12)
     torch.manual_seed(1)
     plain = sample_forward(env, policy, 12, cond, epsilon=0.1)
     rows = []
