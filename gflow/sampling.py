@@ -324,9 +324,10 @@ def sample_forward(
 ) -> Rollout:
     """Sample `n` trajectories from s0; with `max_steps`, unfinished ones are left incomplete.
 
-    A forced stop, a state whose only legal action is stop, stops without the policy: there
-    is nothing to draw, and any logits give it log P_F = 0 (the fragment benchmark's
-    trajectories end at the size limit, a fifth of the rows the policy would read).
+    A forced stop, a state whose only legal action is stop, stops without a draw, and the
+    policy does not read it unless the record below must cover it: any logits give it
+    log P_F = 0 (the fragment benchmark's trajectories end at the size limit, a fifth of the
+    rows the policy would read).
 
     With the environment's `table` (`gflow.tabular.state_table`), the loop walks integer state
     ids, featurizing, masking and stepping by table lookups, and the rollout holds the states
